@@ -1,0 +1,246 @@
+"""LightningDataModule over a folder of videos: train/val split by video, plus a probe loader.
+
+DDP: the training sampler shards one seeded permutation across ranks (run the Trainer with
+``use_distributed_sampler=False``), so every rank draws distinct item indices. Samples depend on the epoch; since
+DataLoader workers hold their own copies of the dataset, :class:`EpochDataLoader` hands the
+sampler's epoch (set by Lightning before each epoch) to the dataset's shared-memory epoch counter
+before every pass, which reaches persistent workers too.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from css_pose.data.backends import CACHE_VIDEO_MB, FRAME_CACHE_MB, ReaderFactory
+from css_pose.data.dataset import VideoClipDataset
+from css_pose.data.index import VideoIndex, index_videos
+from css_pose.data.transforms import AugmentConfig
+
+SAMPLING_KEYS = ("n_pos", "d_pos", "n_neg", "d_neg", "n_gt", "gt_max", "clip_len", "clip_stride")
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: per-worker numpy and ``random`` seeds.
+
+    No ``cv2.setNumThreads`` here: in a worker forked after OpenCV started its thread pool in the
+    parent, it waits forever for the parent's threads.
+    """
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)  # noqa: NPY002 - third-party transforms may draw from the global RNG
+    random.seed(seed)
+
+
+class EpochRandomSampler(Sampler[int]):
+    """A permutation seeded by (seed, epoch), sharded across DDP ranks, with ``set_epoch``.
+
+    Lightning builds the first loader iterator of a run before it calls ``set_epoch``; a run resumed
+    at epoch e would then draw epoch 0's samples. The datamodule therefore creates this sampler
+    already at the trainer's current epoch. Under torch.distributed each rank takes every
+    world-th index of the same permutation (the tail that does not divide evenly is dropped), so
+    ranks see distinct samples; ``Trainer(use_distributed_sampler=False)`` keeps Lightning from
+    replacing it.
+    """
+
+    def __init__(
+        self,
+        data_source,
+        seed: int = 0,
+        epoch: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ):
+        self.data_source = data_source
+        self.seed = seed
+        self.epoch = epoch
+        self.rank, self.world_size = rank, world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _world(self) -> tuple[int, int]:
+        if self.world_size is not None:
+            return self.rank or 0, self.world_size
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def __len__(self) -> int:
+        return len(self.data_source) // self._world()[1]
+
+    def __iter__(self) -> Iterator[int]:
+        rank, world = self._world()
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        perm = torch.randperm(len(self.data_source), generator=generator).tolist()
+        return iter(perm[: len(self) * world][rank::world])
+
+
+class EpochDataLoader(DataLoader):
+    """DataLoader that tells its dataset the sampler's epoch before each pass over the data."""
+
+    def __iter__(self):
+        epoch = getattr(self.sampler, "epoch", None)
+        if epoch is not None and hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        return super().__iter__()
+
+
+def _augment_config(augment: bool | AugmentConfig | Mapping | None) -> AugmentConfig | None:
+    if isinstance(augment, AugmentConfig) or augment is None:
+        return augment
+    if isinstance(augment, bool):
+        return AugmentConfig() if augment else None
+    known = {f.name for f in fields(AugmentConfig)}
+    unknown = sorted(set(augment) - known)
+    if unknown:
+        raise ValueError(f"unknown augment key(s) {unknown}; known: {sorted(known)}")
+    return AugmentConfig(**dict(augment))
+
+
+class VideoDataModule(pl.LightningDataModule):
+    """Train/val loaders of :class:`~css_pose.data.dataset.VideoClipDataset` split by video.
+
+    Args:
+        root: folder of videos (and optional npz annotations / manifest.json).
+        mode: dataset mode for train and val ("contrastive", "clip", "frame", "views").
+        size: crop side in px.
+        batch_size, num_workers: per loader (workers persist across epochs when > 0).
+        samples_per_epoch, val_samples: samples per train / val epoch (not in frame mode).
+        sampling: n_pos, d_pos, n_neg, d_neg, n_gt, gt_max, clip_len, clip_stride (frames).
+        augment: True (defaults), False, or AugmentConfig fields; training only.
+        val_fraction: share of videos hashed into val when no manifest assigns splits.
+        seed: sampling seed (train uses it, val uses seed + 1).
+        backend: "decord", "pyav" or a reader factory.
+        probe_stride: probe frames are every k-th labeled frame.
+        box_pad: crop side / max(box w, h).
+        strict, cache: passed to :func:`~css_pose.data.index.index_videos`.
+        cache_mb, cache_video_mb: decoded-frame cache per process (each worker), MiB, and the
+            largest decoded video it takes; ``cache_mb=0`` turns it off. RAM: up to
+            ``num_workers x cache_mb`` per loader. See :class:`VideoClipDataset`.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        mode: str = "contrastive",
+        size: int = 128,
+        batch_size: int = 16,
+        num_workers: int = 2,
+        samples_per_epoch: int | None = 512,
+        val_samples: int | None = 64,
+        sampling: Mapping[str, int] | None = None,
+        augment: bool | AugmentConfig | Mapping = True,
+        val_fraction: float = 0.15,
+        seed: int = 0,
+        backend: str | ReaderFactory = "decord",
+        probe_stride: int = 4,
+        box_pad: float = 1.25,
+        strict: bool = False,
+        cache: bool = True,
+        cache_mb: float = FRAME_CACHE_MB,
+        cache_video_mb: float = CACHE_VIDEO_MB,
+    ):
+        super().__init__()
+        sampling = dict(sampling or {})
+        unknown = sorted(set(sampling) - set(SAMPLING_KEYS))
+        if unknown:
+            raise ValueError(f"unknown sampling key(s) {unknown}; known: {list(SAMPLING_KEYS)}")
+        self.root, self.mode, self.size = Path(root), mode, size
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.samples_per_epoch, self.val_samples = samples_per_epoch, val_samples
+        self.sampling, self.augment = sampling, _augment_config(augment)
+        self.val_fraction, self.seed, self.backend = val_fraction, seed, backend
+        self.probe_stride, self.box_pad = probe_stride, box_pad
+        self.strict, self.cache = strict, cache
+        self.cache_mb, self.cache_video_mb = cache_mb, cache_video_mb
+        self.index: VideoIndex | None = None
+        self.train_set: VideoClipDataset | None = None
+        self.val_set: VideoClipDataset | None = None
+        self._probe_loaders: dict[str, DataLoader] = {}
+
+    def prepare_data(self) -> None:
+        """Build the index cache once (rank 0) so that every rank's ``setup`` only reads it."""
+        index_videos(self.root, strict=self.strict, cache=self.cache)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.index is not None:
+            return
+        self.index = index_videos(self.root, strict=self.strict, cache=self.cache)
+        train = self.index.split("train", self.val_fraction)
+        if not train:
+            raise ValueError(f"{self.root}: the train split has no video (check manifest.json)")
+        self.train_set = self._dataset(train, self.samples_per_epoch, self.augment, self.seed)
+        val = self.index.split("val", self.val_fraction)
+        if val:
+            self.val_set = self._dataset(val, self.val_samples, None, self.seed + 1)
+
+    def _dataset(self, videos, samples: int | None, augment, seed: int, **kw) -> VideoClipDataset:
+        kw.setdefault("mode", self.mode)
+        return VideoClipDataset(
+            videos,
+            size=self.size,
+            samples_per_epoch=samples,
+            augment=augment,
+            box_pad=self.box_pad,
+            backend=self.backend,
+            seed=seed,
+            cache_mb=self.cache_mb,
+            cache_video_mb=self.cache_video_mb,
+            **self.sampling,
+            **kw,
+        )
+
+    def _loader(self, dataset, cls=DataLoader, **kw) -> DataLoader:
+        return cls(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            worker_init_fn=seed_worker,
+            **kw,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled, sharded across DDP ranks, drop_last; epoch-aware samples (module docstring)."""
+        self.setup()
+        epoch = 0
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            # The epoch Lightning will pass to set_epoch (a run resumed after epoch k reports
+            # current_epoch k - 1 here but processes epoch k).
+            fit_loop = getattr(trainer, "fit_loop", None)
+            epoch = fit_loop.epoch_progress.current.processed if fit_loop else trainer.current_epoch
+        sampler = EpochRandomSampler(self.train_set, seed=self.seed, epoch=epoch)
+        return self._loader(self.train_set, EpochDataLoader, sampler=sampler, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Fixed val samples (epoch 0 always); [] when the val split is empty."""
+        self.setup()
+        return [] if self.val_set is None else self._loader(self.val_set)
+
+    def probe_dataloader(self, split: str = "val") -> DataLoader:
+        """Labeled frames (frame mode, every ``probe_stride``-th) of ``split``, in order.
+
+        Batches carry ``video_idx`` into the split's video list, so a probe can fit on some
+        videos and score on others. Raises ValueError when the split has no labeled frame.
+        """
+        self.setup()
+        if split not in self._probe_loaders:
+            videos = self.index.split(split, self.val_fraction)
+            if not any(v.labeled for v in videos):
+                raise ValueError(
+                    f"{self.root}: the {split} split has no labeled video; the probe needs .npz "
+                    "annotations beside some of its videos"
+                )
+            dataset = self._dataset(
+                videos, None, None, self.seed, mode="frame", frame_stride=self.probe_stride
+            )
+            self._probe_loaders[split] = self._loader(dataset)
+        return self._probe_loaders[split]

@@ -1,0 +1,241 @@
+"""Lightning callbacks for pretraining: online probe, media, interruption safety, atomic checkpoints."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+from css_pose.metrics import mpjpe, pck, root_relative
+from css_pose.probe import fit_ridge_cv
+from css_pose.viz import contact_sheet, draw_skeleton, save_png
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write each checkpoint to a temporary file, then rename: a crash never leaves half a file."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)
+
+
+class SaveOnInterrupt(pl.Callback):
+    """On Ctrl-C, SIGTERM or any crash during fit, save ``checkpoints/interrupted.ckpt``."""
+
+    def __init__(self, dirpath: str | Path):
+        self.path = Path(dirpath) / "interrupted.ckpt"
+
+    def on_exception(self, trainer: pl.Trainer, pl_module, exception: BaseException) -> None:
+        if trainer.global_step == 0 or not trainer.is_global_zero:
+            return
+        trainer.save_checkpoint(self.path)
+        print(
+            f"\n[css_pose] {type(exception).__name__} at step {trainer.global_step}: saved "
+            f"{self.path}\n[css_pose] continue with: python train.py resume={self.path}"
+        )
+
+
+def _collect(pl_module, loader) -> dict[str, torch.Tensor]:
+    """Run ``pl_module.features`` over a labeled frame loader; returns concatenated CPU tensors."""
+    feats: dict[str, list[torch.Tensor]] = {}
+    keep = {"keypoints_3d": [], "keypoints_2d": [], "visibility": [], "video_idx": []}
+    was_training = pl_module.training
+    pl_module.eval()
+    with torch.no_grad():
+        for batch in loader:
+            frames = batch["frames"][:, 0].to(pl_module.device)
+            for name, f in pl_module.features(frames).items():
+                feats.setdefault(name, []).append(f.float().cpu())
+            for k in ("keypoints_3d", "keypoints_2d", "visibility"):
+                keep[k].append(batch[k][:, 0])
+            keep["video_idx"].append(batch["video_idx"])
+    pl_module.train(was_training)
+    out = {k: torch.cat(v) for k, v in keep.items()}
+    out.update({f"feat/{k}": torch.cat(v) for k, v in feats.items()})
+    return out
+
+
+def ridge_probe(
+    data: dict[str, torch.Tensor], alphas: list[float], pck_alpha: float
+) -> dict[str, float]:
+    """Fit ridge regressors from each feature to 3D and 2D pose on half of the videos, score the rest.
+
+    Videos are split by sorted id: even positions fit, odd positions are held out. 3D targets are
+    root-relative camera coordinates (mm); 2D targets are crop pixels. PCK uses the tight box of the
+    ground-truth 2D keypoints as the reference size, pooled over visible joints.
+
+    Returns:
+        ``{"<feature>_mpjpe": mm, "<feature>_pck": fraction}`` for every feature.
+    """
+    vids = data["video_idx"]
+    uniq = torch.unique(vids)
+    if len(uniq) < 4:
+        raise ValueError(
+            f"the online probe needs labeled frames from at least 4 validation videos, got {len(uniq)}; "
+            "add videos or raise data.val_fraction"
+        )
+    held = torch.isin(vids, uniq[1::2])
+    n_folds = min(5, len(uniq[0::2]))
+    y3 = root_relative(data["keypoints_3d"]).flatten(1)
+    y2 = data["keypoints_2d"].flatten(1)
+    target = torch.cat([y3, y2], dim=1)
+    kp2, vis = data["keypoints_2d"][held], data["visibility"][held]
+    box = kp2.amax(1) - kp2.amin(1)  # (B, 2) tight keypoint box (w, h), crop px
+    out = {}
+    for key, x in data.items():
+        if not key.startswith("feat/"):
+            continue
+        probe, _ = fit_ridge_cv(
+            x[~held], target[~held], alphas=alphas, n_folds=n_folds, groups=vids[~held]
+        )
+        pred = probe.predict(x[held]).float()
+        p3 = pred[:, : y3.shape[1]].reshape(-1, y3.shape[1] // 3, 3)
+        p2 = pred[:, y3.shape[1] :].reshape(kp2.shape)
+        name = key.removeprefix("feat/")
+        out[f"{name}_mpjpe"] = float(mpjpe(p3, y3[held].reshape(p3.shape)))
+        out[f"{name}_pck"] = float(pck(p2, kp2, vis, box, pck_alpha))
+    return out
+
+
+class OnlineProbe(pl.Callback):
+    """Every ``every_n_epochs`` validation epochs, ridge-probe the frozen features (see
+    :func:`ridge_probe`) and log ``probe/<feature>_mpjpe`` and ``probe/<feature>_pck``.
+
+    ``probe/mpjpe`` repeats the MPJPE of the method's pose feature (z_v, else backbone): it is the
+    checkpoint monitor. ``z_v`` should predict pose far better than ``z_i``: that is the
+    disentanglement check. With ``at_start`` the encoder is probed once before training (the
+    random-init baseline, logged at step 0 and kept in ``self.initial``).
+    """
+
+    def __init__(
+        self,
+        loader_fn: Callable[[], object],
+        alphas: list[float],
+        pck_alpha: float = 0.2,
+        every_n_epochs: int = 1,
+        at_start: bool = True,
+    ):
+        self.loader_fn = loader_fn
+        self.alphas = list(alphas)
+        self.pck_alpha = pck_alpha
+        self.every_n_epochs = every_n_epochs
+        self.at_start = at_start
+        self.initial: dict[str, float] | None = None
+        self.latest: dict[str, float] | None = None
+
+    def measure(self, pl_module) -> dict[str, float]:
+        res = ridge_probe(_collect(pl_module, self.loader_fn()), self.alphas, self.pck_alpha)
+        res["mpjpe"] = res["z_v_mpjpe"] if "z_v_mpjpe" in res else res["backbone_mpjpe"]
+        return res
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if not self.at_start or trainer.global_step > 0:
+            return
+        self.initial = self.measure(pl_module)
+        for logger in trainer.loggers:
+            logger.log_metrics({f"probe_init/{k}": v for k, v in self.initial.items()}, step=0)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        self.latest = self.measure(pl_module)
+        for k, v in self.latest.items():
+            pl_module.log(f"probe/{k}", v)
+
+
+def _to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(..., 3, H, W) in [0, 1] -> (..., H, W, 3) uint8."""
+    arr = images.detach().clamp(0, 1).mul(255).round().byte().cpu().numpy()
+    return np.moveaxis(arr, -3, -1)
+
+
+class MediaLogger(pl.Callback):
+    """Every ``every_n_epochs`` epochs save (and send to W&B) pictures of what the model does:
+
+    - ``reconstruction``: inputs (top row) above their reconstructions (CSS with a decoder);
+    - ``swap``: a grid whose cell (r, c) decodes the pose of row r's video with the appearance of
+      column c's video; the first row and column show the source frames.
+
+    PNGs go to ``<run>/images/<kind>_epoch<E>.png``.
+    """
+
+    def __init__(self, loader_fn, out_dir: str | Path, every_n_epochs: int = 2, num_samples: int = 6):
+        self.loader_fn = loader_fn
+        self.out_dir = Path(out_dir)
+        self.every_n_epochs = every_n_epochs
+        self.num_samples = num_samples
+        self.saved: list[Path] = []
+
+    def _frames(self) -> torch.Tensor:
+        """One labeled frame from each of ``num_samples`` different validation videos."""
+        picked, seen = [], set()
+        for batch in self.loader_fn():
+            for frame, vid in zip(batch["frames"][:, 0], batch["video_idx"].tolist()):
+                if vid not in seen:
+                    seen.add(vid)
+                    picked.append(frame)
+            if len(picked) >= self.num_samples:
+                break
+        return torch.stack(picked[: self.num_samples])
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        epoch = trainer.current_epoch + 1
+        is_last = trainer.max_epochs is not None and epoch >= trainer.max_epochs
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        if epoch % self.every_n_epochs and not is_last:
+            return
+        if getattr(pl_module, "decoder", None) is None:
+            return
+        frames = self._frames().to(pl_module.device)
+        was_training = pl_module.training
+        pl_module.eval()
+        with torch.no_grad():
+            z_v, z_i, _ = pl_module.heads(pl_module.encoder(frames))
+            recon = pl_module.decoder(z_v, z_i)
+            swap = pl_module.decode_swap(frames, frames) if pl_module.split else None
+        pl_module.train(was_training)
+        pictures = {
+            "reconstruction": contact_sheet(
+                list(_to_uint8(torch.cat([frames, recon]))), ncols=len(frames)
+            )
+        }
+        if swap is not None:
+            src = _to_uint8(frames)
+            blank = np.zeros_like(src[0])
+            cells = [blank, *src]
+            for r in range(len(frames)):
+                cells += [src[r], *_to_uint8(swap[r])]
+            pictures["swap"] = contact_sheet(cells, ncols=len(frames) + 1)
+        for kind, image in pictures.items():
+            path = self.out_dir / f"{kind}_epoch{epoch:03d}.png"
+            save_png(path, image)
+            self.saved.append(path)
+            for logger in trainer.loggers:
+                if hasattr(logger, "log_image"):
+                    logger.log_image(key=f"media/{kind}", images=[image], step=trainer.global_step)
+
+
+def skeleton_sheet(batch: dict, ncols: int = 6) -> np.ndarray:
+    """Contact sheet of the first frame of each sample with its ground-truth skeleton drawn on.
+
+    Args:
+        batch: a collated dataset batch (``frames`` (B, N, 3, H, W), ``keypoints_2d`` (B, N, J, 2)
+            crop px, ``visibility`` (B, N, J), ``has_labels`` (B,)).
+    """
+    images = []
+    for i, img in enumerate(_to_uint8(batch["frames"][:, 0])):
+        if bool(batch["has_labels"][i]):
+            img = draw_skeleton(
+                img, batch["keypoints_2d"][i, 0].numpy(), batch["visibility"][i, 0].numpy()
+            )
+        images.append(img)
+    return contact_sheet(images, ncols=ncols)

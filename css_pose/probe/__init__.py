@@ -1,0 +1,5 @@
+"""Closed-form probes on frozen features."""
+
+from css_pose.probe.ridge import RidgeProbe, fit_ridge_cv, kfold_indices
+
+__all__ = ["RidgeProbe", "fit_ridge_cv", "kfold_indices"]

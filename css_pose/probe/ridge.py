@@ -1,0 +1,129 @@
+"""Closed-form ridge regression probe on frozen features, with grouped k-fold selection of alpha.
+
+Features are standardised with the training mean/std and targets centred, so the intercept is not
+penalised. Solved in float64 in the primal form (D x D system) or the dual form (N x N system,
+cheaper when N < D); both give the same weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+SOLVERS = ("auto", "primal", "dual")
+
+
+class RidgeProbe:
+    """Ridge regression Y ~ standardise(X) W + b, minimising |Xs W - Yc|^2 + alpha |W|^2.
+
+    Args:
+        alpha: regularisation strength > 0 (in units of squared standardised features).
+        solver: ``primal`` solves (Xs^T Xs + alpha I) W = Xs^T Yc; ``dual`` solves
+            W = Xs^T (Xs Xs^T + alpha I)^-1 Yc; ``auto`` picks dual when N < D.
+    """
+
+    def __init__(self, alpha: float = 1.0, solver: str = "auto"):
+        if alpha <= 0:
+            raise ValueError(f"alpha must be > 0, got {alpha}")
+        if solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+        self.alpha = alpha
+        self.solver = solver
+        # Set by fit, float64: weight (D, M) acts on standardised features.
+        self.weight: torch.Tensor | None = None
+        self.x_mean: torch.Tensor | None = None  # (D,)
+        self.x_std: torch.Tensor | None = None  # (D,)
+        self.y_mean: torch.Tensor | None = None  # (M,)
+
+    def fit(self, x: torch.Tensor, y: torch.Tensor) -> RidgeProbe:
+        """Fit on features x (N, D) and targets y (N, M); returns self."""
+        if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"expected x (N, D) and y (N, M), got {tuple(x.shape)}, {tuple(y.shape)}"
+            )
+        x, y = x.double(), y.double()
+        n, d = x.shape
+        self.x_mean = x.mean(dim=0)
+        std = x.std(dim=0, correction=0)
+        # Constant features stay zero after centring; a unit std keeps them finite.
+        self.x_std = torch.where(std > 0, std, torch.ones_like(std))
+        self.y_mean = y.mean(dim=0)
+        xs, yc = (x - self.x_mean) / self.x_std, y - self.y_mean
+        dual = self.solver == "dual" or (self.solver == "auto" and n < d)
+        if dual:
+            gram = xs @ xs.T + self.alpha * torch.eye(n, dtype=xs.dtype, device=xs.device)
+            self.weight = xs.T @ torch.linalg.solve(gram, yc)
+        else:
+            cov = xs.T @ xs + self.alpha * torch.eye(d, dtype=xs.dtype, device=xs.device)
+            self.weight = torch.linalg.solve(cov, xs.T @ yc)
+        return self
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Features x (N, D) -> predictions (N, M), in x's floating dtype."""
+        if self.weight is None:
+            raise RuntimeError("RidgeProbe.predict called before fit")
+        if x.ndim != 2 or x.shape[1] != self.weight.shape[0]:
+            raise ValueError(f"expected x (N, {self.weight.shape[0]}), got {tuple(x.shape)}")
+        out = ((x.double() - self.x_mean) / self.x_std) @ self.weight + self.y_mean
+        return out.to(x.dtype if x.is_floating_point() else torch.float32)
+
+
+def kfold_indices(
+    n: int, n_folds: int, groups: torch.Tensor | None = None
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Split range(n) into ``n_folds`` (train, validation) index pairs.
+
+    Without groups the folds are contiguous blocks of indices. With groups (N,) (e.g. video ids),
+    the sorted unique groups are dealt round-robin to the folds, so no group is in both the train
+    and the validation side of a fold.
+    """
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be >= 2, got {n_folds}")
+    if groups is None:
+        if n < n_folds:
+            raise ValueError(f"{n} samples cannot make {n_folds} folds")
+        fold_of = torch.arange(n) * n_folds // n
+    else:
+        if groups.shape != (n,):
+            raise ValueError(f"groups must be (N,) = ({n},), got {tuple(groups.shape)}")
+        uniq, inverse = torch.unique(groups.cpu(), return_inverse=True)
+        if len(uniq) < n_folds:
+            raise ValueError(f"{len(uniq)} groups cannot make {n_folds} folds")
+        fold_of = inverse % n_folds
+    idx = torch.arange(n)
+    return [(idx[fold_of != k], idx[fold_of == k]) for k in range(n_folds)]
+
+
+def fit_ridge_cv(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    alphas: Sequence[float] = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0),
+    n_folds: int = 5,
+    groups: torch.Tensor | None = None,
+    solver: str = "auto",
+) -> tuple[RidgeProbe, torch.Tensor]:
+    """Choose alpha by k-fold cross-validated mean squared error, then refit on all data.
+
+    Args:
+        x: (N, D) features. y: (N, M) targets.
+        alphas: candidate alphas.
+        n_folds: number of folds (>= 2).
+        groups: optional (N,) group ids (video ids); folds never split a group.
+        solver: as :class:`RidgeProbe`.
+    Returns:
+        the probe fitted on all of (x, y) with the best alpha, and the validation MSE of each
+        alpha (len(alphas),), float64 (mean over folds of the per-fold mean over samples and
+        outputs).
+    """
+    if len(alphas) == 0:
+        raise ValueError("alphas must not be empty")
+    folds = kfold_indices(x.shape[0], n_folds, groups)
+    y64 = y.double()
+    scores = torch.zeros(len(alphas), dtype=torch.float64)
+    for i, alpha in enumerate(alphas):
+        for train, val in folds:
+            probe = RidgeProbe(alpha, solver).fit(x[train], y[train])
+            scores[i] += (probe.predict(x[val]).double() - y64[val]).pow(2).mean() / len(folds)
+    best = alphas[int(torch.argmin(scores))]
+    return RidgeProbe(best, solver).fit(x, y), scores

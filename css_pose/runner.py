@@ -1,0 +1,331 @@
+"""What ``python train.py`` does: compose the config, prepare data, build the run, train, report."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import string
+import sys
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from css_pose.config import ConfigError, compose_config
+
+RUN_DIR_ENV = "CSS_POSE_RUN_DIR"
+HELP = """usage: python train.py [key=value ...]
+
+Pretrain an encoder on video. With no arguments: CSS on the built-in synthetic dataset
+(generated into data/synthetic on first use), a schedule that ends in < 10 min on 2 CPU cores.
+
+Config groups (configs/): method=css|plain_temporal|simclr  model=resnet18|resnet50|convnet
+                          data=synthetic  trainer=default  logger=default
+Examples:
+  python train.py method=plain_temporal data.root=/my/videos trainer.max_epochs=100
+  python train.py trainer.devices=4 trainer.strategy=ddp trainer.precision=bf16-mixed
+  python train.py resume=runs/css-20260101-120000/checkpoints/last.ckpt
+  python train.py --cfg            print the composed config and exit
+"""
+
+
+def _run_dir_of_checkpoint(ckpt: Path) -> Path:
+    return ckpt.resolve().parent.parent
+
+
+def load_config(argv: list[str]) -> DictConfig:
+    """Compose the train config; with ``resume=PATH`` start from that run's saved overrides."""
+    resume = next((a.split("=", 1)[1] for a in argv if a.startswith("resume=")), None)
+    if resume and resume not in ("null", "None"):
+        ckpt = Path(resume)
+        if not ckpt.is_file():
+            raise ConfigError(f"resume={resume}: no such checkpoint file")
+        saved = _run_dir_of_checkpoint(ckpt) / "overrides.json"
+        if not saved.is_file():
+            raise ConfigError(
+                f"resume={resume}: {saved} is missing, so this checkpoint's run config is unknown; "
+                "resume only checkpoints that train.py wrote, inside their run folder"
+            )
+        previous = [o for o in json.loads(saved.read_text()) if not o.startswith("resume=")]
+        cfg = compose_config("train", previous + argv)
+        with_dir = OmegaConf.to_container(cfg)
+        with_dir["run_dir"] = str(_run_dir_of_checkpoint(ckpt))
+        cfg = OmegaConf.create(with_dir)
+        OmegaConf.set_struct(cfg, True)
+        return cfg
+    return compose_config("train", argv)
+
+
+def resolve_run_dir(cfg: DictConfig) -> Path:
+    """The run folder; DDP worker processes inherit rank 0's through ``CSS_POSE_RUN_DIR``."""
+    if os.environ.get(RUN_DIR_ENV) and os.environ.get("LOCAL_RANK", "0") != "0":
+        return Path(os.environ[RUN_DIR_ENV])
+    if cfg.run_dir:
+        run_dir = Path(cfg.run_dir)
+    else:
+        run_dir = Path("runs") / f"{cfg.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = run_dir.resolve()
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    return run_dir
+
+
+def prepare_data(cfg: DictConfig) -> Path:
+    """Generate the synthetic dataset when ``data.name=synthetic`` and its root holds no manifest."""
+    root = Path(cfg.data.root)
+    if cfg.data.name == "synthetic" and not (root / "manifest.json").exists():
+        from css_pose.data.synthetic import generate_dataset
+
+        g = cfg.data.generate
+        print(f"[css_pose] generating the synthetic dataset in {root} ({g.videos} videos)")
+        generate_dataset(
+            root,
+            videos=g.videos,
+            frames=g.frames,
+            size=g.size,
+            seed=g.seed,
+            people=g.people,
+            occluders=g.occluders,
+            motion_blur=g.motion_blur,
+            val_fraction=g.val_fraction,
+            test_fraction=g.test_fraction,
+        )
+    elif not root.exists():
+        raise ConfigError(f"data.root={root} does not exist; point it at a folder of videos")
+    return root
+
+
+def build_datamodule(cfg: DictConfig, root: Path):
+    from css_pose.data.datamodule import VideoDataModule
+
+    d = cfg.data
+    return VideoDataModule(
+        root,
+        mode=cfg.method.sampling_mode,
+        size=d.size,
+        batch_size=d.batch_size,
+        num_workers=d.num_workers,
+        samples_per_epoch=d.samples_per_epoch,
+        val_samples=d.val_samples,
+        sampling=OmegaConf.to_container(d.sampling),
+        augment=d.augment,
+        val_fraction=d.val_fraction,
+        seed=cfg.seed,
+        backend=d.backend,
+        probe_stride=d.probe_stride,
+        cache_mb=d.cache_mb,
+        cache_video_mb=d.cache_video_mb,
+    )
+
+
+def describe_index(dm) -> str:
+    """Dataset statistics per split: videos, frames, duration, labeled videos, people, sizes."""
+    lines = [f"[css_pose] dataset {dm.root}: {len(dm.index)} videos indexed"]
+    if dm.index.problems:
+        lines.append(f"  skipped {len(dm.index.problems)} unreadable file(s) (see the warning above)")
+    lines.append("  split  videos  frames  minutes  labeled  people  fps        sizes")
+    for split in ("train", "val", "test"):
+        vids = dm.index.split(split, dm.val_fraction)
+        if not vids:
+            continue
+        frames = sum(v.num_frames for v in vids)
+        minutes = sum(v.num_frames / v.fps for v in vids if v.fps) / 60
+        fps = sorted({round(v.fps, 2) for v in vids})
+        sizes = sorted({f"{v.width}x{v.height}" for v in vids})
+        lines.append(
+            f"  {split:5s}  {len(vids):6d}  {frames:6d}  {minutes:7.2f}  {sum(v.labeled for v in vids):7d}"
+            f"  {sum(v.num_persons for v in vids):6d}  {','.join(map(str, fps[:3])):9s}  {','.join(sizes[:3])}"
+        )
+    return "\n".join(lines)
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path, hparams: dict):
+    from pytorch_lightning.loggers import WandbLogger
+
+    from css_pose.methods.csv_log import ResumableCSVLogger
+
+    loggers = []
+    if cfg.logger.csv:
+        loggers.append(ResumableCSVLogger(save_dir=str(run_dir), name="csv", version=""))
+    w = cfg.logger.wandb
+    if w.enabled:
+        os.environ["WANDB_DIR"] = str(run_dir)
+        os.environ.setdefault("WANDB_MODE", w.mode)
+        os.environ.setdefault("WANDB_SILENT", "true")
+        id_file = run_dir / "wandb_run_id.txt"
+        if id_file.exists():
+            run_id = id_file.read_text().strip()
+        else:
+            alphabet = string.ascii_lowercase + string.digits
+            run_id = "".join(secrets.choice(alphabet) for _ in range(8))
+            if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+                id_file.write_text(run_id)
+        loggers.append(
+            WandbLogger(
+                project=w.project,
+                entity=w.entity,
+                name=w.name or run_dir.name,
+                tags=list(w.tags),
+                id=run_id,
+                save_dir=str(run_dir),
+                offline=w.mode == "offline",
+                resume="allow",
+            )
+        )
+    for logger in loggers:
+        logger.log_hyperparams(hparams)
+    return loggers
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Entry point of ``train.py``; returns the summary it prints (also saved as summary.json)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(HELP)
+        return {}
+    show_cfg = "--cfg" in argv
+    argv = [a for a in argv if a != "--cfg"]
+    cfg = load_config(argv)
+    if show_cfg:
+        print(OmegaConf.to_yaml(cfg))
+        return {}
+
+    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+
+    from css_pose.methods import build_method
+    from css_pose.methods.callbacks import (
+        AtomicCheckpointIO,
+        MediaLogger,
+        OnlineProbe,
+        SaveOnInterrupt,
+        skeleton_sheet,
+    )
+    from css_pose.viz import save_png
+
+    run_dir = resolve_run_dir(cfg)
+    is_rank0 = os.environ.get("LOCAL_RANK", "0") == "0"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if is_rank0:
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+        if not (run_dir / "overrides.json").exists():
+            (run_dir / "overrides.json").write_text(json.dumps(argv))
+    pl.seed_everything(cfg.seed, workers=True)
+    root = prepare_data(cfg)
+
+    dm = build_datamodule(cfg, root)
+    dm.setup("fit")
+    if is_rank0:
+        print(describe_index(dm))
+        sheet = run_dir / "images" / "contact_sheet.png"
+        save_png(sheet, skeleton_sheet(next(iter(dm.train_dataloader())), ncols=8))
+        print(f"[css_pose] contact sheet of training samples with their skeletons: {sheet}")
+
+    method = build_method(cfg)
+    hparams = OmegaConf.to_container(cfg, resolve=True)
+    method.run_config = hparams
+    ckpt_dir = run_dir / "checkpoints"
+    probe = OnlineProbe(
+        dm.probe_dataloader,
+        alphas=list(cfg.probe.alphas),
+        pck_alpha=cfg.probe.pck_alpha,
+        every_n_epochs=cfg.probe.every_n_epochs,
+        at_start=cfg.probe.at_start,
+    )
+    callbacks = [
+        SaveOnInterrupt(ckpt_dir),
+        MediaLogger(
+            dm.probe_dataloader,
+            run_dir / "images",
+            every_n_epochs=cfg.images.every_n_epochs,
+            num_samples=cfg.images.num_samples,
+        ),
+        LearningRateMonitor(logging_interval="step"),
+    ]
+    # "last" is rewritten every epoch; "best" follows the online-probe MPJPE.
+    callbacks.append(
+        ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False)
+    )
+    if cfg.probe.enabled:
+        callbacks.insert(0, probe)
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=ckpt_dir,
+                filename="best",
+                monitor="probe/mpjpe",
+                mode="min",
+                every_n_epochs=cfg.probe.every_n_epochs,
+                auto_insert_metric_name=False,
+                enable_version_counter=False,
+            )
+        )
+    trainer_kwargs = {k: v for k, v in OmegaConf.to_container(cfg.trainer).items() if v is not None}
+    trainer = pl.Trainer(
+        **trainer_kwargs,
+        default_root_dir=str(run_dir),
+        logger=build_loggers(cfg, run_dir, hparams),
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        # The datamodule's sampler shards by rank itself and knows the resumed epoch.
+        use_distributed_sampler=False,
+    )
+    t0 = time.perf_counter()
+    trainer.fit(method, datamodule=dm, ckpt_path=cfg.resume)
+    summary = {
+        "run_dir": str(run_dir),
+        "data_root": str(root),
+        "method": cfg.method.name,
+        "encoder": cfg.model.name,
+        "global_step": trainer.global_step,
+        "train_seconds": round(time.perf_counter() - t0, 1),
+        "last_checkpoint": str(ckpt_dir / "last.ckpt"),
+        "best_checkpoint": str(ckpt_dir / "best.ckpt") if cfg.probe.enabled else None,
+        "probe_initial": probe.initial,
+        "probe_final": probe.latest,
+    }
+    if trainer.is_global_zero:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        print(format_summary(summary))
+    for logger in trainer.loggers:
+        if hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
+            logger.experiment.finish()
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    lines = [
+        "",
+        "=" * 72,
+        f"css_pose: {s['method']} on {s['encoder']}, {s['global_step']} steps in {s['train_seconds']} s",
+        f"  run folder : {s['run_dir']}",
+        f"  checkpoint : {s['last_checkpoint']}" + (f"  (best: {s['best_checkpoint']})" if s["best_checkpoint"] else ""),
+        f"  logs       : {s['run_dir']}/csv/metrics.csv, W&B files in {s['run_dir']}/wandb",
+        f"  images     : {s['run_dir']}/images",
+    ]
+    init, final = s.get("probe_initial"), s.get("probe_final")
+    if final:
+        lines.append("  online probe (ridge, held-out validation videos; MPJPE mm, PCK@0.2):")
+        names = sorted({k.rsplit("_", 1)[0] for k in final if k != "mpjpe"})
+        for name in names:
+            row = f"    {name:9s} MPJPE {final[f'{name}_mpjpe']:7.1f}  PCK {final[f'{name}_pck']:.3f}"
+            if init and f"{name}_mpjpe" in init:
+                row += (
+                    f"   | random init: MPJPE {init[f'{name}_mpjpe']:7.1f}  PCK {init[f'{name}_pck']:.3f}"
+                    f"   ratio {final[f'{name}_mpjpe'] / init[f'{name}_mpjpe']:.2f}"
+                )
+            lines.append(row)
+    lines.append("=" * 72)
+    return "\n".join(lines)
+
+
+def run_cli() -> None:
+    """Console entry: friendly one-line errors for config mistakes instead of a traceback."""
+    try:
+        main()
+    except ConfigError as e:
+        print(f"css_pose: config error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except torch.cuda.OutOfMemoryError as e:
+        print(f"css_pose: out of GPU memory ({e}); lower data.batch_size", file=sys.stderr)
+        sys.exit(1)
