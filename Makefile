@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m css_pose.demo
+	$(PY) train.py
 
 test: $(STAMP)
 	$(PY) -m ruff check .

@@ -117,6 +117,7 @@ def build_datamodule(cfg: DictConfig, root: Path):
         probe_stride=d.probe_stride,
         cache_mb=d.cache_mb,
         cache_video_mb=d.cache_video_mb,
+        crop_box=d.crop_box,
     )
 
 
@@ -315,6 +316,12 @@ def format_summary(s: dict) -> str:
                     f"   ratio {final[f'{name}_mpjpe'] / init[f'{name}_mpjpe']:.2f}"
                 )
             lines.append(row)
+        if "z_v_mpjpe" in final and "z_i_mpjpe" in final:
+            better = final["z_v_mpjpe"] < final["z_i_mpjpe"]
+            lines.append(
+                f"  disentanglement check: z_v {'beats' if better else 'does NOT beat'} z_i for pose "
+                f"({final['z_v_mpjpe']:.1f} vs {final['z_i_mpjpe']:.1f} mm)"
+            )
     lines.append("=" * 72)
     return "\n".join(lines)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 from video_fixtures import write_video
 
 from css_pose.data.datamodule import EpochDataLoader, EpochRandomSampler, VideoDataModule
@@ -48,3 +49,24 @@ def test_train_loader_starts_at_the_trainers_epoch(tmp_path):
     expected = [b["frame_idx"] for b in reference]
     assert all((a == b).all() for a, b in zip(first_pass, expected))
     assert any((a != b).any() for a, b in zip(first_pass, fresh))
+
+
+def test_sample_crop_box_uses_one_box_for_every_frame(tmp_path):
+    """crop_box="sample": every frame of a sample is cropped from the union of their boxes."""
+    from css_pose.data.loading import load_annotation
+    from css_pose.data.synthetic import generate_dataset
+    from css_pose.data.transforms import crop_matrix, transform_points
+
+    generate_dataset(tmp_path, videos=2, frames=40, size=64, seed=1, workers=1, progress=False)
+    videos = index_videos(tmp_path, cache=False).videos
+    ds = VideoClipDataset(videos, "contrastive", 32, d_neg=10, gt_max=6, crop_box="sample",
+                          samples_per_epoch=4)
+    item = ds[0]
+    entry = ds.videos[int(item["video_idx"])]
+    ann = load_annotation(entry.annotation, entry.num_frames)
+    idx = item["frame_idx"].numpy()
+    boxes = ann.boxes[0, idx]
+    union = np.concatenate([boxes[:, :2].min(0), boxes[:, 2:].max(0)])
+    matrix = crop_matrix(union, 32, ds.box_pad)
+    expected = transform_points(ann.keypoints_2d[0, idx], matrix)
+    assert np.allclose(item["keypoints_2d"].numpy(), expected, atol=1e-3)

@@ -131,3 +131,16 @@ def test_encoder_decoder_overfit_four_images():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.4 * losses[0]
+
+
+def test_spatial_latent_head_sees_where_features_are():
+    """spatial_v: z_v changes when the feature map is mirrored; z_i (pooled) does not."""
+    torch.manual_seed(0)
+    heads = LatentHeads(8, dim_v=4, dim_i=3, spatial_v=True, feature_size=2).eval()
+    feat = torch.randn(5, 8, 2, 2)
+    z_v, z_i, h = heads(feat)
+    z_v2, z_i2, h2 = heads(feat.flip(-1))
+    assert torch.allclose(z_i, z_i2, atol=1e-6) and torch.allclose(h, h2, atol=1e-6)
+    assert not torch.allclose(z_v, z_v2, atol=1e-3)
+    with pytest.raises(ValueError, match="feature_size"):
+        LatentHeads(8, spatial_v=True)

@@ -124,6 +124,7 @@ class VideoDataModule(pl.LightningDataModule):
         cache_mb, cache_video_mb: decoded-frame cache per process (each worker), MiB, and the
             largest decoded video it takes; ``cache_mb=0`` turns it off. RAM: up to
             ``num_workers x cache_mb`` per loader. See :class:`VideoClipDataset`.
+        crop_box: "frame" or "sample" (one union box per sample); see :class:`VideoClipDataset`.
     """
 
     def __init__(
@@ -146,6 +147,7 @@ class VideoDataModule(pl.LightningDataModule):
         cache: bool = True,
         cache_mb: float = FRAME_CACHE_MB,
         cache_video_mb: float = CACHE_VIDEO_MB,
+        crop_box: str = "frame",
     ):
         super().__init__()
         sampling = dict(sampling or {})
@@ -160,6 +162,7 @@ class VideoDataModule(pl.LightningDataModule):
         self.probe_stride, self.box_pad = probe_stride, box_pad
         self.strict, self.cache = strict, cache
         self.cache_mb, self.cache_video_mb = cache_mb, cache_video_mb
+        self.crop_box = crop_box
         self.index: VideoIndex | None = None
         self.train_set: VideoClipDataset | None = None
         self.val_set: VideoClipDataset | None = None
@@ -193,6 +196,7 @@ class VideoDataModule(pl.LightningDataModule):
             seed=seed,
             cache_mb=self.cache_mb,
             cache_video_mb=self.cache_video_mb,
+            crop_box=self.crop_box,
             **self.sampling,
             **kw,
         )

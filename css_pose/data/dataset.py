@@ -101,6 +101,9 @@ class VideoClipDataset(Dataset):
             With W workers the cache can take W x ``cache_mb`` of RAM.
             "decord"/"pyav" backends only; see :mod:`css_pose.data.backends`.
         cache_video_mb: largest decoded video, in MiB, that the cache takes.
+        crop_box: "frame" crops every frame around its own box; "sample" crops all frames of a
+            sample around the union of their boxes, so zoom and background do not change within
+            a sample and only the person moves.
     """
 
     def __init__(
@@ -127,8 +130,12 @@ class VideoClipDataset(Dataset):
         max_retries: int = 8,
         cache_mb: float = FRAME_CACHE_MB,
         cache_video_mb: float = CACHE_VIDEO_MB,
+        crop_box: str = "frame",
     ):
         if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+        if crop_box not in ("frame", "sample"):
+            raise ValueError(f"crop_box must be 'frame' or 'sample', got {crop_box!r}")
             raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
         if mode == "contrastive":
             check_contrastive_params(n_pos, d_pos, n_neg, d_neg, n_gt, gt_max)
@@ -136,6 +143,7 @@ class VideoClipDataset(Dataset):
         self.mode, self.size, self.augment, self.box_pad = mode, size, augment, box_pad
         self.backend, self.seed, self.max_retries = backend, seed, max_retries
         self.cache_mb, self.cache_video_mb = cache_mb, cache_video_mb
+        self.crop_box = crop_box
         self.contrastive = dict(
             n_pos=n_pos, d_pos=d_pos, n_neg=n_neg, d_neg=d_neg, n_gt=n_gt, gt_max=gt_max
         )
@@ -321,6 +329,9 @@ class VideoClipDataset(Dataset):
             pad = 1.0
         else:
             boxes, pad = ann.boxes[track.person, frame_idx], self.box_pad
+            if self.crop_box == "sample":
+                union = np.concatenate([boxes[:, :2].min(0), boxes[:, 2:].max(0)])
+                boxes = np.repeat(union[None], n, 0)
 
         # One augmentation for the whole sample; views mode draws one per view.
         views = 2 if self.mode == "views" else 1

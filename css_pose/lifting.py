@@ -1,0 +1,277 @@
+"""Train and evaluate 2D -> 3D lifters (css_pose.models.lifters) with a plain torch loop.
+
+Units: inputs are normalised 2D (:func:`css_pose.data.h36m.normalize_screen_coordinates`); targets
+and predictions are root-relative 3D in metres; reported errors are in mm.
+
+    python -m css_pose.lifting --data synthetic --model dgnet --frames 9 --steps 600
+    python -m css_pose.lifting --data videopose3d --h36m-3d data_3d_h36m.npz \\
+        --h36m-2d data_2d_h36m_cpn_ft_h36m_dbb.npz --model tcn --frames 27
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from css_pose.data.h36m import (
+    PoseSequence,
+    action_wise_mean,
+    export_synthetic_to_videopose3d,
+    load_videopose3d,
+    split_subjects,
+)
+from css_pose.metrics import mpjpe, p_mpjpe, root_relative
+from css_pose.models.lifters import DGNetLifter, MLPLifter, TemporalConvLifter
+from css_pose.skeleton import flip_permutation
+
+MODELS = ("mlp", "tcn", "dgnet")
+
+
+@dataclass
+class LiftingData:
+    """Sequences ready for lifting.
+
+    inputs[i]: (T_i, 17, 2) normalised 2D. targets[i]: (T_i, 17, 3) root-relative metres.
+    actions[i]: action name (for action-wise averaging). res_w[i]: image width px (to express
+    pixel noise in normalised units).
+    """
+
+    inputs: list[np.ndarray]
+    targets: list[np.ndarray]
+    actions: list[str]
+    res_w: list[int]
+
+    @classmethod
+    def from_sequences(cls, sequences: list[PoseSequence]) -> LiftingData:
+        return cls(
+            [s.normalized_2d() for s in sequences],
+            [root_relative(torch.from_numpy(s.keypoints_3d)).numpy() for s in sequences],
+            [s.action for s in sequences],
+            [s.camera.res_w for s in sequences],
+        )
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self.targets)
+
+
+def load_lifting_data(path_3d: str | Path, path_2d: str | Path) -> tuple[LiftingData, LiftingData]:
+    """(train, test) from a VideoPose3D npz pair with the split of
+    :func:`css_pose.data.h36m.split_subjects`."""
+    sequences = load_videopose3d(path_3d, path_2d)
+    train, test = split_subjects({s.subject for s in sequences})
+    return (
+        LiftingData.from_sequences([s for s in sequences if s.subject in train]),
+        LiftingData.from_sequences([s for s in sequences if s.subject in test]),
+    )
+
+
+def load_synthetic_lifting_data(synth_root: str | Path) -> tuple[LiftingData, LiftingData]:
+    """(train, test) of a synthetic set, through its VideoPose3D export (written to
+    SYNTH_ROOT/videopose3d if missing), so it is read by the same code as Human3.6M."""
+    out = Path(synth_root) / "videopose3d"
+    path_3d, path_2d = out / "data_3d_synthetic.npz", out / "data_2d_synthetic_gt.npz"
+    if not (path_3d.exists() and path_2d.exists()):
+        path_3d, path_2d = export_synthetic_to_videopose3d(synth_root, out)
+    return load_lifting_data(path_3d, path_2d)
+
+
+class _Windows:
+    """Centre-frame windows of ``frames`` frames over all sequences, edges padded by repetition."""
+
+    def __init__(self, arrays: list[np.ndarray], frames: int):
+        pad = frames // 2
+        padded = [np.concatenate([a[:1].repeat(pad, 0), a, a[-1:].repeat(pad, 0)]) for a in arrays]
+        starts = np.cumsum([0] + [len(p) for p in padded[:-1]])
+        self.data = torch.from_numpy(np.concatenate(padded)).float()
+        # Window of frame t of sequence i starts at padded index starts[i] + t.
+        self.starts = torch.from_numpy(
+            np.concatenate([s + np.arange(len(a)) for s, a in zip(starts, arrays)])
+        )
+        self.offsets = torch.arange(frames)
+
+    def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
+        """index (B,) frame indices -> (B, frames, ...)."""
+        return self.data[self.starts[index][:, None] + self.offsets]
+
+
+def build_lifter(model: str, frames: int, channels: int | None = None, **kwargs) -> nn.Module:
+    """A lifter by name ("mlp", "tcn", "dgnet") for ``frames`` input frames (1 or a power of 3).
+
+    TCN and DG-Net use filter widths [3] * log3(frames), padded with 1s to at least two widths
+    (so DG-Net has at least one graph block): 1 -> [1, 1], 3 -> [3, 1], 9 -> [3, 3]. channels: MLP
+    width / TCN or DG-Net channels (default: the class default). kwargs go to the class.
+    """
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    if channels is not None:
+        kwargs["width" if model == "mlp" else "channels"] = channels
+    if model == "mlp":
+        return MLPLifter(frames, **kwargs)
+    n = round(math.log(frames, 3)) if frames > 1 else 0
+    if 3**n != frames:
+        raise ValueError(f"frames must be 1 or a power of 3, got {frames}")
+    widths = [3] * n + [1] * max(0, 2 - n)
+    cls = TemporalConvLifter if model == "tcn" else DGNetLifter
+    return cls(widths, **kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+_PERM = torch.from_numpy(flip_permutation())
+
+
+def flip_pose(x: torch.Tensor) -> torch.Tensor:
+    """Mirror poses (..., J, D) left-right: negate x, swap left and right joints.
+
+    Exact for normalised 2D (x = 0 is the image's vertical centre line) and camera-frame 3D."""
+    x = x[..., _PERM, :].clone()
+    x[..., 0] = -x[..., 0]
+    return x
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, flip_test: bool = True) -> torch.Tensor:
+    """(B, T, J, 2) -> (B, J, 3) in eval mode; with flip_test, the mean of the prediction and the
+    un-flipped prediction on the flipped input."""
+    model.eval()
+    y = model(x)
+    if flip_test:
+        y = (y + flip_pose(model(flip_pose(x)))) / 2
+    return y
+
+
+def train_lifter(
+    model: nn.Module,
+    data: LiftingData,
+    steps: int = 1000,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    flip_train: bool = True,
+    seed: int = 0,
+    log_every: int = 0,
+) -> list[float]:
+    """Train ``model`` in place on random centre-frame windows: Adam (amsgrad), lr decayed
+    exponentially to lr / 10 over ``steps``, MPJPE loss in metres, a random half of each batch
+    mirrored (:func:`flip_pose`) when flip_train. Returns the loss (m) of every step."""
+    gen = torch.Generator().manual_seed(seed)
+    frames = model.receptive_field()
+    inputs, targets = _Windows(data.inputs, frames), _Windows(data.targets, 1)
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr, amsgrad=True)
+    decay = torch.optim.lr_scheduler.ExponentialLR(optimiser, 0.1 ** (1 / max(steps, 1)))
+    losses = []
+    model.train()
+    for step in range(steps):
+        index = torch.randint(len(data), (batch_size,), generator=gen)
+        x, y = inputs[index], targets[index][:, 0]
+        if flip_train:
+            flip = torch.rand(batch_size, generator=gen) < 0.5
+            x = torch.where(flip[:, None, None, None], flip_pose(x), x)
+            y = torch.where(flip[:, None, None], flip_pose(y), y)
+        loss = torch.linalg.vector_norm(model(x) - y, dim=-1).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        decay.step()
+        losses.append(loss.item())
+        if log_every and (step + 1) % log_every == 0:
+            print(f"step {step + 1}/{steps} loss {1000 * np.mean(losses[-log_every:]):.1f} mm")
+    return losses
+
+
+def corrupt(
+    inputs: np.ndarray, res_w: int, noise_px: float, drop: float, gen: np.random.Generator
+) -> np.ndarray:
+    """(T, J, 2) normalised 2D with Gaussian noise of ``noise_px`` pixels (added in pixel units,
+    i.e. noise_px * 2 / res_w in normalised units), then a fraction ``drop`` of the (frame,
+    joint) entries set to 0 (the image's horizontal centre, a missing detection)."""
+    out = inputs + gen.normal(0.0, noise_px * 2 / res_w, inputs.shape).astype(np.float32)
+    out[gen.random(inputs.shape[:2]) < drop] = 0.0
+    return out
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: LiftingData,
+    flip_test: bool = True,
+    noise_px: float = 0.0,
+    drop: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 2048,
+) -> dict[str, float]:
+    """MPJPE and P-MPJPE (mm) of every frame, averaged action-wise
+    (:func:`css_pose.data.h36m.action_wise_mean`); noise_px / drop corrupt the 2D input
+    (:func:`corrupt`, seeded by ``seed``). Returns {"mpjpe", "p_mpjpe", "frames"}."""
+    gen = np.random.default_rng(seed)
+    inputs = [
+        corrupt(x, w, noise_px, drop, gen) if noise_px or drop else x
+        for x, w in zip(data.inputs, data.res_w)
+    ]
+    windows = _Windows(inputs, model.receptive_field())
+    preds = torch.cat(
+        [
+            predict(model, windows[torch.arange(i, min(i + batch_size, len(data)))], flip_test)
+            for i in range(0, len(data), batch_size)
+        ]
+    )
+    rows_m, rows_p, start = [], [], 0
+    for action, target in zip(data.actions, data.targets):
+        pred = 1000 * preds[start : start + len(target)]
+        gt = 1000 * torch.from_numpy(target)
+        rows_m.append((action, mpjpe(pred, gt).item(), len(target)))
+        rows_p.append((action, p_mpjpe(pred, gt).item(), len(target)))
+        start += len(target)
+    return {
+        "mpjpe": action_wise_mean(rows_m)[0],
+        "p_mpjpe": action_wise_mean(rows_p)[0],
+        "frames": len(data),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", choices=("synthetic", "videopose3d"), default="synthetic")
+    parser.add_argument("--synthetic-root", default="data/synthetic_lift")
+    parser.add_argument("--h36m-3d", help="data_3d_*.npz (trusted file: loaded with pickle)")
+    parser.add_argument("--h36m-2d", help="data_2d_*.npz (trusted file: loaded with pickle)")
+    parser.add_argument("--model", choices=MODELS, default="dgnet")
+    parser.add_argument("--frames", type=int, default=9)
+    parser.add_argument("--channels", type=int, help="MLP width / TCN, DG-Net channels")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    if args.data == "synthetic":
+        train, test = load_synthetic_lifting_data(args.synthetic_root)
+    else:
+        if not (args.h36m_3d and args.h36m_2d):
+            parser.error("--data videopose3d needs --h36m-3d and --h36m-2d")
+        train, test = load_lifting_data(args.h36m_3d, args.h36m_2d)
+    model = build_lifter(args.model, args.frames, args.channels)
+    print(f"{args.model}, {args.frames} frames: {count_parameters(model):,} parameters")
+    start = time.perf_counter()
+    train_lifter(model, train, args.steps, args.batch_size, args.lr, seed=args.seed,
+                 log_every=max(args.steps // 10, 1))  # fmt: skip
+    result = evaluate(model, test, seed=args.seed)
+    print(
+        f"test MPJPE {result['mpjpe']:.1f} mm, P-MPJPE {result['p_mpjpe']:.1f} mm "
+        f"({result['frames']} frames, trained in {time.perf_counter() - start:.0f} s)"
+    )
+    return result
+
+
+if __name__ == "__main__":
+    main()
