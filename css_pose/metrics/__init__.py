@@ -9,5 +9,17 @@ from css_pose.metrics.pose import (
     procrustes_align,
     root_relative,
 )
+from css_pose.metrics.torchmetrics_wrappers import MPJPE, PCK, PMPJPE
 
-__all__ = ["auc_pck", "mpjpe", "n_mpjpe", "p_mpjpe", "pck", "procrustes_align", "root_relative"]
+__all__ = [
+    "MPJPE",
+    "PCK",
+    "PMPJPE",
+    "auc_pck",
+    "mpjpe",
+    "n_mpjpe",
+    "p_mpjpe",
+    "pck",
+    "procrustes_align",
+    "root_relative",
+]

@@ -1,0 +1,476 @@
+"""What ``python linear_probe.py`` does: fit a pose head on a pretrained encoder, score it on test.
+
+Protocol (shared/methods.md, section 1 "Probe"): a linear or 2-hidden-layer MLP head reads one
+feature of the encoder (``z_v``, ``z_i`` or ``backbone``) and regresses root-relative 3D joints (mm)
+or 2D keypoints (crop px). The encoder is frozen (features computed once) or fine-tuned at a lower
+learning rate. The labels are a random ``label_fraction`` of the labeled frames of the TRAINING
+videos; the scores come from the test videos, which never share a video with the labels.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from einops import rearrange
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from css_pose.checkpoint import load_method
+from css_pose.config import ConfigError, compose_config
+from css_pose.metrics import mpjpe, n_mpjpe, p_mpjpe, pck, root_relative
+from css_pose.runner import build_datamodule, build_loggers, prepare_data
+
+HELP = """usage: python linear_probe.py ckpt=PATH|none [key=value ...]
+
+Fit a pose head on an encoder pretrained by train.py and score it on the test videos.
+
+Keys (configs/probe.yaml): probe=linear|mlp  hidden=256  target=3d|2d  feature=z_v|z_i|backbone
+  encoder=frozen|finetune  encoder_lr_scale=0.1  label_fraction=1.0  seed  epochs  lr  batch_size
+  mode=probe|supervised  run_dir  data.*  (with ckpt=none: model=...  method=...)
+Examples:
+  python linear_probe.py ckpt=runs/css-20260101-120000/checkpoints/last.ckpt label_fraction=0.05
+  python linear_probe.py ckpt=none model=resnet18 target=2d            random-init baseline
+  python linear_probe.py ckpt=none mode=supervised label_fraction=0.1  supervised baseline
+  python linear_probe.py ckpt=PATH --cfg                               print the config and exit
+"""
+CHOICES = {
+    "mode": ("probe", "supervised"),
+    "probe": ("linear", "mlp"),
+    "target": ("3d", "2d"),
+    "feature": ("z_v", "z_i", "backbone"),
+    "encoder": ("frozen", "finetune"),
+}
+
+
+# --- config ---------------------------------------------------------------------------------------
+def _no_ckpt(cfg: DictConfig) -> bool:
+    return cfg.ckpt is None or str(cfg.ckpt).lower() == "none"
+
+
+def load_probe_config(argv: list[str]) -> DictConfig:
+    """Compose ``configs/probe.yaml``; with a checkpoint, its data config under the data.* overrides.
+
+    Raises:
+        ConfigError: unknown key, bad choice, missing ``ckpt``, bad ``label_fraction``.
+    """
+    cfg = compose_config("probe", argv)
+    if OmegaConf.is_missing(cfg, "ckpt"):
+        raise ConfigError("ckpt is required: ckpt=PATH (a train.py checkpoint) or ckpt=none")
+    for key, allowed in CHOICES.items():
+        if cfg[key] not in allowed:
+            raise ConfigError(f"{key}={cfg[key]} is not one of {'|'.join(allowed)}")
+    if not 0 < cfg.label_fraction <= 1:
+        raise ConfigError(f"label_fraction={cfg.label_fraction} must be in (0, 1]")
+    if cfg.mode == "supervised" and not _no_ckpt(cfg):
+        raise ConfigError("mode=supervised trains the encoder from scratch; set ckpt=none")
+    return cfg
+
+
+def _with_checkpoint_data(cfg: DictConfig, ckpt_cfg: DictConfig, argv: list[str]) -> DictConfig:
+    """``cfg`` with the checkpoint's model and method, and its data section under the data.* keys
+    named in ``argv`` (taken from ``cfg``)."""
+    data = OmegaConf.create(OmegaConf.to_container(ckpt_cfg.data))
+    for arg in argv:
+        key = arg.split("=", 1)[0].lstrip("+~")
+        if key.startswith("data."):
+            OmegaConf.update(data, key[len("data.") :], OmegaConf.select(cfg, key), merge=False)
+    out = OmegaConf.to_container(cfg)
+    out["data"] = OmegaConf.to_container(data)
+    out["model"] = OmegaConf.to_container(ckpt_cfg.model)
+    out["method"] = OmegaConf.to_container(ckpt_cfg.method)
+    merged = OmegaConf.create(out)
+    OmegaConf.set_struct(merged, True)
+    return merged
+
+
+def _random_init_config(cfg: DictConfig) -> DictConfig:
+    """A train config whose model, method and crop size are the probe's (for ``build_method``)."""
+    train = OmegaConf.to_container(
+        compose_config("train", [f"model={cfg.model.name}", f"method={cfg.method.name}"])
+    )
+    train["model"] = OmegaConf.to_container(cfg.model)
+    train["method"] = OmegaConf.to_container(cfg.method)
+    train["data"] = OmegaConf.to_container(cfg.data)
+    return OmegaConf.create(train)
+
+
+# --- model ----------------------------------------------------------------------------------------
+class Standardize(nn.Module):
+    """(x - mean) / std per column, with fixed statistics of the training labels or features.
+
+    Args:
+        x: (N, D) samples. weight: (N, D) 0/1, entries to count (default all).
+        min_std: floor of std, so that a constant column (the root joint) stays finite.
+    """
+
+    def __init__(self, x: torch.Tensor, min_std: float, weight: torch.Tensor | None = None):
+        super().__init__()
+        w = torch.ones_like(x) if weight is None else weight.to(x.dtype)
+        n = w.sum(0).clamp_min(1)
+        mean = (x * w).sum(0) / n
+        var = ((x - mean).pow(2) * w).sum(0) / n
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", var.sqrt().clamp_min(min_std))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return y * self.std + self.mean
+
+
+def make_head(dim_in: int, dim_out: int, kind: str, hidden: int = 256) -> nn.Module:
+    """``linear``: one layer; ``mlp``: 2 hidden layers of ``hidden`` units with ReLU. (B, D) -> (B, out)."""
+    if kind == "linear":
+        return nn.Linear(dim_in, dim_out)
+    if kind == "mlp":
+        return nn.Sequential(
+            nn.Linear(dim_in, hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(hidden, dim_out),
+        )
+    raise ValueError(f"unknown head {kind!r}; choose linear or mlp")
+
+
+class PoseProbe(nn.Module):
+    """Standardised feature -> head -> joints in label units.
+
+    ``forward`` maps features (B, D) to standardised targets (B, J*k); ``joints`` to (B, J, k)
+    in mm (3D) or crop px (2D).
+    """
+
+    def __init__(self, head: nn.Module, feat_norm: Standardize, target_norm: Standardize, k: int):
+        super().__init__()
+        self.head, self.feat_norm, self.target_norm, self.k = head, feat_norm, target_norm, k
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(self.feat_norm(feats))
+
+    def joints(self, feats: torch.Tensor) -> torch.Tensor:
+        flat = self.target_norm.inverse(self(feats))
+        return rearrange(flat, "b (j k) -> b j k", k=self.k)
+
+
+def targets_of(batch: dict, target: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels of a frame-mode batch: (B, J, k) joints and (B, J) bool mask of the joints to fit.
+
+    3D: root-relative ``keypoints_3d``, mm, every joint of a labeled sample. 2D: ``keypoints_2d``,
+    crop px, visible joints.
+    """
+    labeled = batch["has_labels"].bool()[:, None]  # (B, 1)
+    if target == "3d":
+        kp = root_relative(batch["keypoints_3d"][:, 0])
+        return kp, labeled.expand(kp.shape[:2])
+    return batch["keypoints_2d"][:, 0], batch["visibility"][:, 0].bool() & labeled
+
+
+def tight_box_size(kp2d: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """(B, J, 2) px, (B, J) bool -> (B, 2) (w, h) of the tight box of the visible joints (>= 1 px)."""
+    inf = torch.tensor(float("inf"), dtype=kp2d.dtype, device=kp2d.device)
+    v = visible[..., None]
+    lo = torch.where(v, kp2d, inf).amin(dim=1)
+    hi = torch.where(v, kp2d, -inf).amax(dim=1)
+    size = (hi - lo).nan_to_num(0.0, posinf=0.0, neginf=0.0)
+    return size.clamp_min(1.0)
+
+
+def compute_metrics(
+    pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, target: str, pck_alpha: float = 0.2
+) -> dict[str, float]:
+    """3D: mpjpe, n_mpjpe, p_mpjpe (mm, root-relative). 2D: pck (pooled over visible joints,
+    threshold ``pck_alpha`` x longer side of the GT joints' tight box) and px_error (mean px)."""
+    if target == "3d":
+        return {
+            "mpjpe": float(mpjpe(pred, gt, mask)),
+            "n_mpjpe": float(n_mpjpe(pred, gt, mask)),
+            "p_mpjpe": float(p_mpjpe(pred, gt, mask)),
+        }
+    err = torch.linalg.vector_norm(pred - gt, dim=-1)[mask]
+    return {
+        "pck": float(pck(pred, gt, mask, tight_box_size(gt, mask), alpha=pck_alpha)),
+        "px_error": float(err.mean()),
+    }
+
+
+# --- data -----------------------------------------------------------------------------------------
+def select_labeled(n_frames: int, fraction: float, seed: int) -> torch.Tensor:
+    """Indices of max(1, round(fraction * n_frames)) frames drawn without replacement with ``seed``."""
+    count = max(1, round(fraction * n_frames))
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randperm(n_frames, generator=gen)[:count].sort().values
+
+
+def frame_videos(dataset, indices) -> list[str]:
+    """``rel_path`` of the video of each listed frame of a frame-mode dataset."""
+    return [dataset.videos[dataset.tracks[int(dataset.frames[i][0])].video].rel_path for i in indices]
+
+
+def _loader(dataset, like: DataLoader, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=like.num_workers,
+        generator=torch.Generator().manual_seed(seed) if shuffle else None,
+    )
+
+
+# --- training -------------------------------------------------------------------------------------
+@dataclass
+class ProbeRun:
+    """What :func:`run_probe` returns: the result dict (also result.json), the encoder's method
+    module and the fitted probe."""
+
+    result: dict
+    method: nn.Module
+    probe: PoseProbe
+    losses: list[float] = field(default_factory=list)
+
+
+def _features(method, frames: torch.Tensor, feature: str) -> torch.Tensor:
+    return method.features(rearrange(frames, "b 1 c h w -> b c h w"))[feature]
+
+
+@torch.no_grad()
+def _collect(
+    method, loader, feature: str, target: str, device, train_mode: bool = False
+) -> tuple[torch.Tensor, ...]:
+    """Features (N, D) and labels (N, J, k), masks (N, J) of every frame of ``loader``."""
+    method.train(train_mode)
+    feats, kps, masks = [], [], []
+    for batch in loader:
+        feats.append(_features(method, batch["frames"].to(device), feature).float().cpu())
+        kp, m = targets_of(batch, target)
+        kps.append(kp.float())
+        masks.append(m)
+    return torch.cat(feats), torch.cat(kps), torch.cat(masks)
+
+
+def _loss(probe: PoseProbe, feats, kp, mask) -> torch.Tensor:
+    """MSE in standardised label units over the masked joints."""
+    err = (probe(feats) - probe.target_norm(rearrange(kp, "b j k -> b (j k)"))).pow(2)
+    err = rearrange(err, "b (j k) -> b j k", k=probe.k)
+    w = mask[..., None].to(err.dtype).expand_as(err)
+    return (err * w).sum() / w.sum().clamp_min(1)
+
+
+def check_feature(method, feature: str, size: int) -> int:
+    """Dimension of ``feature``; ValueError naming the available ones when the method lacks it."""
+    was_training = method.training
+    method.eval()
+    with torch.no_grad():
+        device = next(method.parameters()).device
+        feats = method.features(torch.rand(1, 3, size, size, device=device))
+    method.train(was_training)
+    if feature not in feats:
+        raise ValueError(
+            f"feature={feature} is not produced by method {method.method_cfg.name}; "
+            f"available features: {', '.join(sorted(feats))}"
+        )
+    return feats[feature].shape[-1]
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+            capture_output=True, text=True, timeout=10, check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
+    """Build (or load) the encoder, fit the probe, score it on the test split, write result.json.
+
+    Args:
+        cfg: from :func:`load_probe_config`.
+        argv: the overrides ``cfg`` came from; with a checkpoint, its data.* keys override the
+            checkpoint's data config.
+    Raises:
+        CheckpointError: the checkpoint file is unusable (names the file and the keys).
+        ValueError: the method has no such feature (names the available ones), or no labels.
+    """
+    torch.manual_seed(cfg.seed)
+    if _no_ckpt(cfg):
+        from css_pose.methods import build_method
+
+        method, source = build_method(_random_init_config(cfg)), "random init"
+    else:
+        method, ckpt_cfg = load_method(cfg.ckpt)
+        cfg = _with_checkpoint_data(cfg, ckpt_cfg, argv or [])
+        source = str(cfg.ckpt)
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    )
+    method.to(device)
+    dim = check_feature(method, cfg.feature, cfg.data.size)
+
+    dm = build_datamodule(OmegaConf.merge(cfg, {"method": {"sampling_mode": "frame"}}), prepare_data(cfg))
+    dm.setup()
+    train_loader = dm.probe_dataloader("train")
+    test_split, note = "test", None
+    if not any(v.labeled for v in dm.index.split("test", dm.val_fraction)):
+        test_split, note = "val", "no labeled test split; scoring on the val split instead"
+        print(f"[css_pose] note: {note}")
+    test_loader = dm.probe_dataloader(test_split)
+
+    train_set = train_loader.dataset
+    chosen = select_labeled(len(train_set), cfg.label_fraction, cfg.seed)
+    labeled = Subset(train_set, chosen.tolist())
+    in_order = _loader(labeled, train_loader, cfg.data.batch_size, False, cfg.seed)
+
+    k = 3 if cfg.target == "3d" else 2
+    # Fine-tuning keeps BatchNorm statistics frozen (eval mode): a few labeled frames in small
+    # batches would give noisy batch statistics, and the feature standardisation below stays valid.
+    # From scratch (supervised) BatchNorm trains, so the standardisation uses train-mode features.
+    supervised = cfg.mode == "supervised"
+    feats, kps, masks = _collect(method, in_order, cfg.feature, cfg.target, device, supervised)
+    if not masks.any():
+        raise ValueError(f"none of the {len(labeled)} labeled frames has a usable {cfg.target} label")
+    flat = rearrange(kps, "n j k -> n (j k)")
+    probe = PoseProbe(
+        make_head(dim, flat.shape[1], cfg.probe, cfg.hidden),
+        # A near-constant feature (a dead ReLU unit) must not be amplified: once a fine-tuned
+        # encoder moves it, a tiny std would blow the head's input up.
+        Standardize(feats, max(0.1 * feats.std(0).mean().item(), 1e-8)),
+        Standardize(flat, 1.0, masks.repeat_interleave(k, dim=1)),
+        k,
+    ).to(device)
+
+    train_encoder = supervised or cfg.encoder == "finetune"
+    groups = [{"params": probe.head.parameters(), "lr": cfg.lr}]
+    if train_encoder:
+        scale = 1.0 if supervised else cfg.encoder_lr_scale
+        groups.append({"params": method.parameters(), "lr": cfg.lr * scale})
+    else:
+        method.requires_grad_(False)
+    opt = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
+
+    run_dir = Path(cfg.run_dir or Path("runs") / f"probe-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    hparams = OmegaConf.to_container(cfg, resolve=True)
+    loggers = build_loggers(cfg, run_dir, hparams)
+
+    gen = torch.Generator().manual_seed(cfg.seed)
+    shuffled = _loader(labeled, train_loader, cfg.batch_size, True, cfg.seed)
+    losses = []
+    bar = tqdm(range(cfg.epochs), desc=f"probe {cfg.probe} on {cfg.feature}", file=sys.stderr)
+    for epoch in bar:
+        total, steps = 0.0, 0
+        probe.train()
+        if train_encoder:
+            method.train(supervised)
+            batches = (
+                (_features(method, b["frames"].to(device), cfg.feature), *targets_of(b, cfg.target))
+                for b in shuffled
+            )
+        else:
+            order = torch.randperm(len(feats), generator=gen)
+            batches = (
+                (feats[i].to(device), kps[i], masks[i]) for i in order.split(cfg.batch_size)
+            )
+        for f, kp, m in batches:
+            loss = _loss(probe, f, kp.to(device), m.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, steps = total + loss.item(), steps + 1
+        losses.append(total / max(steps, 1))
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        for logger in loggers:
+            logger.log_metrics({"probe/train_loss": losses[-1], "epoch": epoch}, step=epoch)
+
+    probe.eval()
+    test_feats, test_kps, test_masks = _collect(method, test_loader, cfg.feature, cfg.target, device)
+    with torch.no_grad():
+        pred = probe.joints(test_feats.to(device)).cpu()
+    metrics = compute_metrics(pred, test_kps, test_masks, cfg.target, cfg.pck_alpha)
+
+    result = {
+        "checkpoint": source,
+        "config": hparams,
+        "seed": cfg.seed,
+        "n_train_frames": len(train_set),
+        "n_labeled": len(labeled),
+        "labeled_videos": sorted(set(frame_videos(train_set, chosen.tolist()))),
+        "test_split": test_split,
+        "n_test_frames": len(test_loader.dataset),
+        "note": note,
+        "train_loss": losses,
+        "metrics": metrics,
+        "git_commit": _git_commit(),
+    }
+    (run_dir / "result.json").write_text(json.dumps(result, indent=2))
+    torch.save(
+        {"probe": probe.state_dict(), "encoder": method.state_dict() if train_encoder else None},
+        run_dir / "probe.pt",
+    )
+    for logger in loggers:
+        logger.log_metrics({f"{test_split}/{k}": v for k, v in metrics.items()}, step=cfg.epochs)
+        logger.save()
+        if type(logger).__name__ == "WandbLogger":
+            logger.experiment.finish()
+    result["run_dir"] = str(run_dir)
+    print(format_result(result))
+    return ProbeRun(result, method, probe, losses)
+
+
+def format_result(r: dict) -> str:
+    c = r["config"]
+    units = {"mpjpe": "mm", "n_mpjpe": "mm", "p_mpjpe": "mm", "pck": "", "px_error": "px"}
+    lines = [
+        "",
+        "=" * 72,
+        f"css_pose probe: {c['probe']} head on {c['feature']} ({c['encoder']} encoder, mode "
+        f"{c['mode']}), target {c['target']}",
+        f"  encoder    : {r['checkpoint']}",
+        f"  labels     : {r['n_labeled']} of {r['n_train_frames']} training frames "
+        f"(label_fraction {c['label_fraction']}, seed {r['seed']})",
+        f"  scored on  : {r['n_test_frames']} frames of the {r['test_split']} split",
+        f"  train loss : {r['train_loss'][0]:.4f} -> {r['train_loss'][-1]:.4f}"
+        if r["train_loss"] else "  train loss : (0 epochs)",
+        "  metric       value",
+    ]
+    for name, value in r["metrics"].items():
+        lines.append(f"  {name:10s} {value:9.3f} {units.get(name, '')}")
+    lines += [f"  result     : {r['run_dir']}/result.json", "=" * 72]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Entry point of ``linear_probe.py``; returns the result it writes to result.json."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(HELP)
+        return {}
+    show_cfg = "--cfg" in argv
+    argv = [a for a in argv if a != "--cfg"]
+    cfg = load_probe_config(argv)
+    if show_cfg:
+        print(OmegaConf.to_yaml(cfg))
+        return {}
+    return run_probe(cfg, argv).result
+
+
+def run_cli() -> None:
+    """Console entry: one-line errors for config and checkpoint mistakes instead of a traceback."""
+    from css_pose.checkpoint import CheckpointError
+
+    try:
+        main()
+    except ConfigError as e:
+        print(f"css_pose: config error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except (CheckpointError, ValueError) as e:
+        print(f"css_pose: {e}", file=sys.stderr)
+        sys.exit(1)
