@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -33,3 +35,24 @@ def compose_config(name: str, overrides: list[str]) -> DictConfig:
         raise ConfigError(f"bad override in {overrides}: {e}") from None
     OmegaConf.set_struct(cfg, True)
     return cfg
+
+
+def parse_cli(
+    argv: list[str] | None, help_text: str, load: Callable[[list[str]], DictConfig]
+) -> tuple[DictConfig | None, list[str]]:
+    """Shared command line of the entry scripts: ``-h/--help``, ``--cfg`` and ``key=value`` overrides.
+
+    Returns:
+        (config, overrides); config is None when the call only printed help or the config.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(help_text)
+        return None, argv
+    show_cfg = "--cfg" in argv
+    argv = [a for a in argv if a != "--cfg"]
+    cfg = load(argv)
+    if show_cfg:
+        print(OmegaConf.to_yaml(cfg))
+        return None, argv
+    return cfg, argv

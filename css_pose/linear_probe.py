@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from css_pose.checkpoint import load_method
-from css_pose.config import ConfigError, compose_config
+from css_pose.config import ConfigError, compose_config, parse_cli
 from css_pose.metrics import mpjpe, n_mpjpe, p_mpjpe, pck, root_relative
 from css_pose.runner import build_datamodule, build_loggers, prepare_data
 
@@ -449,15 +449,8 @@ def format_result(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     """Entry point of ``linear_probe.py``; returns the result it writes to result.json."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in argv):
-        print(HELP)
-        return {}
-    show_cfg = "--cfg" in argv
-    argv = [a for a in argv if a != "--cfg"]
-    cfg = load_probe_config(argv)
-    if show_cfg:
-        print(OmegaConf.to_yaml(cfg))
+    cfg, argv = parse_cli(argv, HELP, load_probe_config)
+    if cfg is None:
         return {}
     return run_probe(cfg, argv).result
 

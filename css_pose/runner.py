@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from css_pose.config import ConfigError, compose_config
+from css_pose.config import ConfigError, compose_config, parse_cli
 
 RUN_DIR_ENV = "CSS_POSE_RUN_DIR"
 HELP = """usage: python train.py [key=value ...]
@@ -182,15 +182,8 @@ def build_loggers(cfg: DictConfig, run_dir: Path, hparams: dict):
 
 def main(argv: list[str] | None = None) -> dict:
     """Entry point of ``train.py``; returns the summary it prints (also saved as summary.json)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in argv):
-        print(HELP)
-        return {}
-    show_cfg = "--cfg" in argv
-    argv = [a for a in argv if a != "--cfg"]
-    cfg = load_config(argv)
-    if show_cfg:
-        print(OmegaConf.to_yaml(cfg))
+    cfg, argv = parse_cli(argv, HELP, load_config)
+    if cfg is None:
         return {}
 
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
