@@ -56,3 +56,23 @@ def parse_cli(
         print(OmegaConf.to_yaml(cfg))
         return None, argv
     return cfg, argv
+
+
+def run_friendly(
+    main: Callable[[], object], errors: dict[type[BaseException], tuple[int, str]]
+) -> None:
+    """Run a console entry point; listed exceptions print one line and exit with their code.
+
+    Args:
+        main: the entry point.
+        errors: exception type -> (exit code, message prefix); a ConfigError always exits with 2.
+    """
+    try:
+        main()
+    except ConfigError as e:
+        print(f"css_pose: config error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except tuple(errors) as e:
+        code, prefix = next(v for k, v in errors.items() if isinstance(e, k))
+        print(f"css_pose: {prefix}{e}", file=sys.stderr)
+        sys.exit(code)

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from css_pose.checkpoint import load_method
-from css_pose.config import ConfigError, compose_config, parse_cli
+from css_pose.config import ConfigError, compose_config, parse_cli, run_friendly
 from css_pose.metrics import mpjpe, n_mpjpe, p_mpjpe, pck, root_relative
 from css_pose.runner import build_datamodule, build_loggers, prepare_data
 
@@ -459,11 +459,5 @@ def run_cli() -> None:
     """Console entry: one-line errors for config and checkpoint mistakes instead of a traceback."""
     from css_pose.checkpoint import CheckpointError
 
-    try:
-        main()
-    except ConfigError as e:
-        print(f"css_pose: config error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except (CheckpointError, ValueError) as e:
-        print(f"css_pose: {e}", file=sys.stderr)
-        sys.exit(1)
+    run_friendly(main, {CheckpointError: (1, ""), ValueError: (1, "")})
+

@@ -6,7 +6,6 @@ import json
 import os
 import secrets
 import string
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from css_pose.config import ConfigError, compose_config, parse_cli
+from css_pose.config import ConfigError, compose_config, parse_cli, run_friendly
 
 RUN_DIR_ENV = "CSS_POSE_RUN_DIR"
 HELP = """usage: python train.py [key=value ...]
@@ -125,7 +124,9 @@ def describe_index(dm) -> str:
     """Dataset statistics per split: videos, frames, duration, labeled videos, people, sizes."""
     lines = [f"[css_pose] dataset {dm.root}: {len(dm.index)} videos indexed"]
     if dm.index.problems:
-        lines.append(f"  skipped {len(dm.index.problems)} unreadable file(s) (see the warning above)")
+        lines.append(
+            f"  skipped {len(dm.index.problems)} unreadable file(s) (see the warning above)"
+        )
     lines.append("  split  videos  frames  minutes  labeled  people  fps        sizes")
     for split in ("train", "val", "test"):
         vids = dm.index.split(split, dm.val_fraction)
@@ -293,7 +294,8 @@ def format_summary(s: dict) -> str:
         "=" * 72,
         f"css_pose: {s['method']} on {s['encoder']}, {s['global_step']} steps in {s['train_seconds']} s",
         f"  run folder : {s['run_dir']}",
-        f"  checkpoint : {s['last_checkpoint']}" + (f"  (best: {s['best_checkpoint']})" if s["best_checkpoint"] else ""),
+        f"  checkpoint : {s['last_checkpoint']}"
+        + (f"  (best: {s['best_checkpoint']})" if s["best_checkpoint"] else ""),
         f"  logs       : {s['run_dir']}/csv/metrics.csv, W&B files in {s['run_dir']}/wandb",
         f"  images     : {s['run_dir']}/images",
     ]
@@ -302,7 +304,9 @@ def format_summary(s: dict) -> str:
         lines.append("  online probe (ridge, held-out validation videos; MPJPE mm, PCK@0.2):")
         names = sorted({k.rsplit("_", 1)[0] for k in final if k != "mpjpe"})
         for name in names:
-            row = f"    {name:9s} MPJPE {final[f'{name}_mpjpe']:7.1f}  PCK {final[f'{name}_pck']:.3f}"
+            row = (
+                f"    {name:9s} MPJPE {final[f'{name}_mpjpe']:7.1f}  PCK {final[f'{name}_pck']:.3f}"
+            )
             if init and f"{name}_mpjpe" in init:
                 row += (
                     f"   | random init: MPJPE {init[f'{name}_mpjpe']:7.1f}  PCK {init[f'{name}_pck']:.3f}"
@@ -321,11 +325,6 @@ def format_summary(s: dict) -> str:
 
 def run_cli() -> None:
     """Console entry: friendly one-line errors for config mistakes instead of a traceback."""
-    try:
-        main()
-    except ConfigError as e:
-        print(f"css_pose: config error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except torch.cuda.OutOfMemoryError as e:
-        print(f"css_pose: out of GPU memory ({e}); lower data.batch_size", file=sys.stderr)
-        sys.exit(1)
+    run_friendly(
+        main, {torch.cuda.OutOfMemoryError: (1, "out of GPU memory; lower data.batch_size: ")}
+    )

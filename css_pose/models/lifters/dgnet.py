@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from css_pose.models.lifters.base import WindowLifter
 from css_pose.skeleton import NUM_JOINTS, PARENTS, ROOT
 
 
@@ -139,7 +140,7 @@ class DGBlock(nn.Module):
         return h[:, centre] + y, pos[:, centre]
 
 
-class DGNetLifter(nn.Module):
+class DGNetLifter(WindowLifter):
     """DG-Net-style lifter: (B, T, J, 2) normalised 2D -> (B, J, 3) root-relative 3D of the centre
     frame (root exactly 0), in the units of the targets.
 
@@ -161,10 +162,7 @@ class DGNetLifter(nn.Module):
         dropout: float = 0.1,
         joints: int = NUM_JOINTS,
     ):
-        super().__init__()
-        if not filter_widths or any(w < 1 or w % 2 == 0 for w in filter_widths):
-            raise ValueError(f"filter widths must be odd and >= 1, got {filter_widths}")
-        self.filter_widths, self.joints = tuple(filter_widths), joints
+        super().__init__(filter_widths, joints)
         w0 = filter_widths[0]
         self.embed = nn.Conv1d(2, channels, w0, stride=w0)
         self.joint_embed = nn.Parameter(torch.randn(joints, channels) * 0.1)
@@ -174,14 +172,8 @@ class DGNetLifter(nn.Module):
         )
         self.head = nn.Linear(channels, 3)
 
-    def receptive_field(self) -> int:
-        return math.prod(self.filter_widths)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1:] != (self.receptive_field(), self.joints, 2):
-            raise ValueError(
-                f"expected (B, {self.receptive_field()}, {self.joints}, 2), got {tuple(x.shape)}"
-            )
+        self.check_input(x)
         w0 = self.filter_widths[0]
         h = self.embed(rearrange(x, "b t j d -> (b j) d t"))
         h = rearrange(h, "(b j) c t -> b t j c", b=x.shape[0]) + self.joint_embed

@@ -3,16 +3,15 @@ temporal convolutions and semi-supervised training", CVPR 2019)."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 from einops import rearrange
 from torch import nn
 
+from css_pose.models.lifters.base import WindowLifter
 from css_pose.skeleton import NUM_JOINTS, ROOT
 
 
-class TemporalConvLifter(nn.Module):
+class TemporalConvLifter(WindowLifter):
     """Dilated temporal convolutions over all joints' 2D -> 3D pose of the centre frame.
 
     Block i convolves with width ``filter_widths[i]`` at dilation prod(filter_widths[:i]), so the
@@ -32,10 +31,7 @@ class TemporalConvLifter(nn.Module):
         dropout: float = 0.25,
         joints: int = NUM_JOINTS,
     ):
-        super().__init__()
-        if not filter_widths or any(w < 1 or w % 2 == 0 for w in filter_widths):
-            raise ValueError(f"filter widths must be odd and >= 1, got {filter_widths}")
-        self.filter_widths, self.joints = tuple(filter_widths), joints
+        super().__init__(filter_widths, joints)
         w0 = filter_widths[0]
         self.expand = nn.Sequential(
             nn.Conv1d(joints * 2, channels, w0, stride=w0, bias=False),
@@ -58,14 +54,8 @@ class TemporalConvLifter(nn.Module):
         )
         self.shrink = nn.Conv1d(channels, joints * 3, 1)
 
-    def receptive_field(self) -> int:
-        return math.prod(self.filter_widths)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1:] != (self.receptive_field(), self.joints, 2):
-            raise ValueError(
-                f"expected (B, {self.receptive_field()}, {self.joints}, 2), got {tuple(x.shape)}"
-            )
+        self.check_input(x)
         h = self.expand(rearrange(x, "b t j d -> b (j d) t"))
         for w, layer in zip(self.filter_widths[1:], self.layers):
             h = h[:, :, w // 2 :: w] + layer(h)  # residual: the centre frame of each group
