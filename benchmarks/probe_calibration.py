@@ -33,7 +33,9 @@ from css_pose.runner import build_datamodule, prepare_data
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--ckpt", default=None)
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
@@ -57,7 +59,9 @@ def main() -> None:
               for b in loader()]  # fmt: skip
     data["feat/pixels"] = torch.cat(pixels)
     data["feat/gt_2d"] = data["keypoints_2d"].flatten(1)
-    data["feat/noise"] = torch.randn(len(data["video_idx"]), 256, generator=torch.Generator().manual_seed(0))
+    data["feat/noise"] = torch.randn(
+        len(data["video_idx"]), 256, generator=torch.Generator().manual_seed(0)
+    )
 
     res = ridge_probe(data, list(cfg.probe.alphas), cfg.probe.pck_alpha)
     n_vid = len(torch.unique(data["video_idx"]))

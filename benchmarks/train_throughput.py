@@ -27,7 +27,9 @@ def make_step(method, batch: dict, device: str, precision: str):
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
     def step() -> None:
-        with torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=dtype is not None):
+        with torch.autocast(
+            device_type=device.split(":")[0], dtype=dtype, enabled=dtype is not None
+        ):
             loss = method.training_loss(batch)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -37,7 +39,9 @@ def make_step(method, batch: dict, device: str, precision: str):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", default="resnet18")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--batch", type=int, default=16, help="samples per batch")
@@ -50,9 +54,15 @@ def main() -> None:
 
     steps, frames_per_step = {}, {}
     for name in ("css", "plain_temporal", "simclr"):
-        cfg = compose_config("train", [f"method={name}", f"model={args.model}", f"data.size={args.size}"])
+        cfg = compose_config(
+            "train", [f"method={name}", f"model={args.model}", f"data.size={args.size}"]
+        )
         method = build_method(cfg).to(args.device).train()
-        n = 2 if name == "simclr" else 1 + sum(cfg.data.sampling[k] for k in ("n_pos", "n_neg", "n_gt"))
+        n = (
+            2
+            if name == "simclr"
+            else 1 + sum(cfg.data.sampling[k] for k in ("n_pos", "n_neg", "n_gt"))
+        )
         batch = {
             "frames": torch.rand(args.batch, n, 3, args.size, args.size, device=args.device),
             "video_idx": torch.arange(args.batch, device=args.device),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 
 class CheckpointError(ValueError):
@@ -43,12 +43,31 @@ def load_strict(module: torch.nn.Module, state_dict: dict, source: str | Path) -
     )
     if missing or unexpected or shape:
         parts = []
-        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shape)):
+        for label, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", shape),
+        ):
             if keys:
-                shown = ", ".join(keys[:8]) + (f" ... (+{len(keys) - 8} more)" if len(keys) > 8 else "")
+                shown = ", ".join(keys[:8]) + (
+                    f" ... (+{len(keys) - 8} more)" if len(keys) > 8 else ""
+                )
                 parts.append(f"{label}: {shown}")
-        raise CheckpointError(f"{source}: does not fit the model built from its config; " + "; ".join(parts))
+        raise CheckpointError(
+            f"{source}: does not fit the model built from its config; " + "; ".join(parts)
+        )
     module.load_state_dict(state_dict, strict=True)
+
+
+def upgrade_config(cfg: DictConfig) -> DictConfig:
+    """A checkpoint's stored train config on top of today's defaults for its method and model, so
+    keys added since it was written take their default values."""
+    from css_pose.config import compose_config
+
+    groups = [f"method={cfg.method.name}", f"model={cfg.model.name}"]
+    defaults = compose_config("train", groups)
+    OmegaConf.set_struct(defaults, False)
+    return OmegaConf.merge(defaults, cfg)
 
 
 def load_method(path: str | Path):
@@ -60,7 +79,7 @@ def load_method(path: str | Path):
     from css_pose.methods import build_method
 
     ckpt = read_checkpoint(path)
-    cfg = OmegaConf.create(ckpt["css_pose_config"])
+    cfg = upgrade_config(OmegaConf.create(ckpt["css_pose_config"]))
     module = build_method(cfg)
     load_strict(module, ckpt["state_dict"], path)
     module.run_config = ckpt["css_pose_config"]

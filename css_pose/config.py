@@ -33,8 +33,25 @@ def compose_config(name: str, overrides: list[str]) -> DictConfig:
         raise ConfigError(f"{cause}\n(config files: {CONFIG_DIR})") from None
     except Exception as e:  # Hydra's override grammar errors carry no common base class
         raise ConfigError(f"bad override in {overrides}: {e}") from None
+    if overrides:
+        _check_groups(compose_config(name, []), cfg, "")
     OmegaConf.set_struct(cfg, True)
     return cfg
+
+
+def _check_groups(default: DictConfig, cfg: DictConfig, prefix: str) -> None:
+    """Raise ConfigError where an override replaced a group of keys by a single value."""
+    for key, value in default.items_ex(resolve=False):
+        if not isinstance(value, DictConfig) or key not in cfg:
+            continue
+        path, node = f"{prefix}{key}", OmegaConf.select(cfg, key, throw_on_missing=False)
+        if not isinstance(node, DictConfig):
+            keys = ", ".join(f"{path}.{k}" for k in value)
+            raise ConfigError(
+                f"{path}={node!r}: {path} is a group of keys, not a value; set one of them "
+                f"instead ({keys})"
+            )
+        _check_groups(value, node, f"{path}.")
 
 
 def parse_cli(

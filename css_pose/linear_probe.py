@@ -51,7 +51,7 @@ CHOICES = {
 
 
 # --- config ---------------------------------------------------------------------------------------
-def _no_ckpt(cfg: DictConfig) -> bool:
+def no_ckpt(cfg: DictConfig) -> bool:
     return cfg.ckpt is None or str(cfg.ckpt).lower() == "none"
 
 
@@ -69,12 +69,12 @@ def load_probe_config(argv: list[str]) -> DictConfig:
             raise ConfigError(f"{key}={cfg[key]} is not one of {'|'.join(allowed)}")
     if not 0 < cfg.label_fraction <= 1:
         raise ConfigError(f"label_fraction={cfg.label_fraction} must be in (0, 1]")
-    if cfg.mode == "supervised" and not _no_ckpt(cfg):
+    if cfg.mode == "supervised" and not no_ckpt(cfg):
         raise ConfigError("mode=supervised trains the encoder from scratch; set ckpt=none")
     return cfg
 
 
-def _with_checkpoint_data(cfg: DictConfig, ckpt_cfg: DictConfig, argv: list[str]) -> DictConfig:
+def with_checkpoint_data(cfg: DictConfig, ckpt_cfg: DictConfig, argv: list[str]) -> DictConfig:
     """``cfg`` with the checkpoint's model and method, and its data section under the data.* keys
     named in ``argv`` (taken from ``cfg``)."""
     data = OmegaConf.create(OmegaConf.to_container(ckpt_cfg.data))
@@ -91,7 +91,7 @@ def _with_checkpoint_data(cfg: DictConfig, ckpt_cfg: DictConfig, argv: list[str]
     return merged
 
 
-def _random_init_config(cfg: DictConfig) -> DictConfig:
+def random_init_config(cfg: DictConfig) -> DictConfig:
     """A train config whose model, method and crop size are the probe's (for ``build_method``)."""
     train = OmegaConf.to_container(
         compose_config("train", [f"model={cfg.model.name}", f"method={cfg.method.name}"])
@@ -133,8 +133,10 @@ def make_head(dim_in: int, dim_out: int, kind: str, hidden: int = 256) -> nn.Mod
         return nn.Linear(dim_in, dim_out)
     if kind == "mlp":
         return nn.Sequential(
-            nn.Linear(dim_in, hidden), nn.ReLU(),
-            nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(dim_in, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
             nn.Linear(hidden, dim_out),
         )
     raise ValueError(f"unknown head {kind!r}; choose linear or mlp")
@@ -210,7 +212,9 @@ def select_labeled(n_frames: int, fraction: float, seed: int) -> torch.Tensor:
 
 def frame_videos(dataset, indices) -> list[str]:
     """``rel_path`` of the video of each listed frame of a frame-mode dataset."""
-    return [dataset.videos[dataset.tracks[int(dataset.frames[i][0])].video].rel_path for i in indices]
+    return [
+        dataset.videos[dataset.tracks[int(dataset.frames[i][0])].video].rel_path for i in indices
+    ]
 
 
 def _loader(dataset, like: DataLoader, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
@@ -278,11 +282,15 @@ def check_feature(method, feature: str, size: int) -> int:
     return feats[feature].shape[-1]
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-            capture_output=True, text=True, timeout=10, check=True,
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -301,13 +309,13 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
         ValueError: the method has no such feature (names the available ones), or no labels.
     """
     torch.manual_seed(cfg.seed)
-    if _no_ckpt(cfg):
+    if no_ckpt(cfg):
         from css_pose.methods import build_method
 
-        method, source = build_method(_random_init_config(cfg)), "random init"
+        method, source = build_method(random_init_config(cfg)), "random init"
     else:
         method, ckpt_cfg = load_method(cfg.ckpt)
-        cfg = _with_checkpoint_data(cfg, ckpt_cfg, argv or [])
+        cfg = with_checkpoint_data(cfg, ckpt_cfg, argv or [])
         source = str(cfg.ckpt)
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
@@ -315,7 +323,9 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
     method.to(device)
     dim = check_feature(method, cfg.feature, cfg.data.size)
 
-    dm = build_datamodule(OmegaConf.merge(cfg, {"method": {"sampling_mode": "frame"}}), prepare_data(cfg))
+    dm = build_datamodule(
+        OmegaConf.merge(cfg, {"method": {"sampling_mode": "frame"}}), prepare_data(cfg)
+    )
     dm.setup()
     train_loader = dm.probe_dataloader("train")
     test_split, note = "test", None
@@ -336,7 +346,9 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
     supervised = cfg.mode == "supervised"
     feats, kps, masks = _collect(method, in_order, cfg.feature, cfg.target, device, supervised)
     if not masks.any():
-        raise ValueError(f"none of the {len(labeled)} labeled frames has a usable {cfg.target} label")
+        raise ValueError(
+            f"none of the {len(labeled)} labeled frames has a usable {cfg.target} label"
+        )
     flat = rearrange(kps, "n j k -> n (j k)")
     probe = PoseProbe(
         make_head(dim, flat.shape[1], cfg.probe, cfg.hidden),
@@ -356,7 +368,9 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
         method.requires_grad_(False)
     opt = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
 
-    run_dir = Path(cfg.run_dir or Path("runs") / f"probe-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    run_dir = Path(
+        cfg.run_dir or Path("runs") / f"probe-{time.strftime('%Y%m%d-%H%M%S')}"
+    ).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     hparams = OmegaConf.to_container(cfg, resolve=True)
     loggers = build_loggers(cfg, run_dir, hparams)
@@ -376,9 +390,7 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
             )
         else:
             order = torch.randperm(len(feats), generator=gen)
-            batches = (
-                (feats[i].to(device), kps[i], masks[i]) for i in order.split(cfg.batch_size)
-            )
+            batches = ((feats[i].to(device), kps[i], masks[i]) for i in order.split(cfg.batch_size))
         for f, kp, m in batches:
             loss = _loss(probe, f, kp.to(device), m.to(device))
             opt.zero_grad(set_to_none=True)
@@ -391,7 +403,9 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
             logger.log_metrics({"probe/train_loss": losses[-1], "epoch": epoch}, step=epoch)
 
     probe.eval()
-    test_feats, test_kps, test_masks = _collect(method, test_loader, cfg.feature, cfg.target, device)
+    test_feats, test_kps, test_masks = _collect(
+        method, test_loader, cfg.feature, cfg.target, device
+    )
     with torch.no_grad():
         pred = probe.joints(test_feats.to(device)).cpu()
     metrics = compute_metrics(pred, test_kps, test_masks, cfg.target, cfg.pck_alpha)
@@ -408,7 +422,7 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
         "note": note,
         "train_loss": losses,
         "metrics": metrics,
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
     }
     (run_dir / "result.json").write_text(json.dumps(result, indent=2))
     torch.save(
@@ -438,7 +452,8 @@ def format_result(r: dict) -> str:
         f"(label_fraction {c['label_fraction']}, seed {r['seed']})",
         f"  scored on  : {r['n_test_frames']} frames of the {r['test_split']} split",
         f"  train loss : {r['train_loss'][0]:.4f} -> {r['train_loss'][-1]:.4f}"
-        if r["train_loss"] else "  train loss : (0 epochs)",
+        if r["train_loss"]
+        else "  train loss : (0 epochs)",
         "  metric       value",
     ]
     for name, value in r["metrics"].items():
@@ -460,4 +475,3 @@ def run_cli() -> None:
     from css_pose.checkpoint import CheckpointError
 
     run_friendly(main, {CheckpointError: (1, ""), ValueError: (1, "")})
-

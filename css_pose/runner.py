@@ -117,6 +117,7 @@ def build_datamodule(cfg: DictConfig, root: Path):
         cache_mb=d.cache_mb,
         cache_video_mb=d.cache_video_mb,
         crop_box=d.crop_box,
+        augment_scope=d.augment_scope,
     )
 
 

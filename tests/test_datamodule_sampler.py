@@ -35,11 +35,23 @@ def test_ranks_get_disjoint_samples_covering_the_epoch(tmp_path):
 def test_train_loader_starts_at_the_trainers_epoch(tmp_path):
     """A resumed run (trainer at epoch 2) must draw epoch 2's samples on its first pass."""
     _dataset(tmp_path)
-    dm = VideoDataModule(tmp_path, size=32, batch_size=4, num_workers=0, samples_per_epoch=8,
-                         sampling={"d_neg": 20}, augment=False, cache=False)
+    dm = VideoDataModule(
+        tmp_path,
+        size=32,
+        batch_size=4,
+        num_workers=0,
+        samples_per_epoch=8,
+        sampling={"d_neg": 20},
+        augment=False,
+        cache=False,
+    )
     fresh = [b["frame_idx"] for b in dm.train_dataloader()]
-    dm.trainer = SimpleNamespace(current_epoch=1, fit_loop=SimpleNamespace(
-        epoch_progress=SimpleNamespace(current=SimpleNamespace(processed=2))))
+    dm.trainer = SimpleNamespace(
+        current_epoch=1,
+        fit_loop=SimpleNamespace(
+            epoch_progress=SimpleNamespace(current=SimpleNamespace(processed=2))
+        ),
+    )
     resumed = dm.train_dataloader()
     assert resumed.sampler.epoch == 2
     first_pass = [b["frame_idx"] for b in resumed]
@@ -59,8 +71,9 @@ def test_sample_crop_box_uses_one_box_for_every_frame(tmp_path):
 
     generate_dataset(tmp_path, videos=2, frames=40, size=64, seed=1, workers=1, progress=False)
     videos = index_videos(tmp_path, cache=False).videos
-    ds = VideoClipDataset(videos, "contrastive", 32, d_neg=10, gt_max=6, crop_box="sample",
-                          samples_per_epoch=4)
+    ds = VideoClipDataset(
+        videos, "contrastive", 32, d_neg=10, gt_max=6, crop_box="sample", samples_per_epoch=4
+    )
     item = ds[0]
     entry = ds.videos[int(item["video_idx"])]
     ann = load_annotation(entry.annotation, entry.num_frames)

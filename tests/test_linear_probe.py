@@ -32,15 +32,32 @@ def probe_root(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("probe_synth")
     generate_dataset(
-        root, videos=10, frames=32, size=64, seed=5, workers=1, val_fraction=0.2,
-        test_fraction=0.2, progress=False,
+        root,
+        videos=10,
+        frames=32,
+        size=64,
+        seed=5,
+        workers=1,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        progress=False,
     )
     return root
 
 
 def _checkpoint(root: Path, run: Path, **extra) -> Path:
-    train_main(tiny_overrides(root, run, **{"trainer.max_epochs": 1, "probe.enabled": False,
-                                             "images.every_n_epochs": 5, **extra}))
+    train_main(
+        tiny_overrides(
+            root,
+            run,
+            **{
+                "trainer.max_epochs": 1,
+                "probe.enabled": False,
+                "images.every_n_epochs": 5,
+                **extra,
+            },
+        )
+    )
     return run / "checkpoints" / "last.ckpt"
 
 
@@ -89,16 +106,32 @@ def test_labels_come_from_train_videos_only(probe_root, css_ckpt, tmp_path):
     held_out = {v.rel_path for v in index.split("test") + index.split("val")}
     assert held_out
     for fraction, seed in ((1.0, 0), (0.1, 1)):
-        r = main(probe_args(css_ckpt, tmp_path / f"f{seed}", label_fraction=fraction, seed=seed,
-                            epochs=1))
+        r = main(
+            probe_args(
+                css_ckpt, tmp_path / f"f{seed}", label_fraction=fraction, seed=seed, epochs=1
+            )
+        )
         assert set(r["labeled_videos"]) <= train and not set(r["labeled_videos"]) & held_out
     assert r["n_labeled"] == round(0.1 * r["n_train_frames"])
 
 
 def test_random_init_2d_mlp(probe_root, tmp_path):
-    r = main(probe_args("none", tmp_path / "r", model="convnet", target="2d", probe="mlp",
-                        hidden=32, **{"data.root": probe_root, "data.num_workers": 0,
-                                      "method.dim_v": 16, "method.dim_i": 8}))
+    r = main(
+        probe_args(
+            "none",
+            tmp_path / "r",
+            model="convnet",
+            target="2d",
+            probe="mlp",
+            hidden=32,
+            **{
+                "data.root": probe_root,
+                "data.num_workers": 0,
+                "method.dim_v": 16,
+                "method.dim_i": 8,
+            },
+        )
+    )
     assert r["checkpoint"] == "random init"
     assert set(r["metrics"]) == {"pck", "px_error"}
     assert 0 <= r["metrics"]["pck"] <= 1 and r["metrics"]["px_error"] > 0
@@ -110,10 +143,12 @@ def _encoder(module) -> dict:
 
 @pytest.mark.parametrize("encoder", ["frozen", "finetune"])
 def test_finetune_changes_encoder_frozen_does_not(css_ckpt, tmp_path, encoder):
-    before = {k: v for k, v in read_checkpoint(css_ckpt)["state_dict"].items()
-              if k.startswith("encoder.")}
-    cfg_args = probe_args(css_ckpt, tmp_path / encoder, encoder=encoder, epochs=1,
-                          label_fraction=0.3)
+    before = {
+        k: v for k, v in read_checkpoint(css_ckpt)["state_dict"].items() if k.startswith("encoder.")
+    }
+    cfg_args = probe_args(
+        css_ckpt, tmp_path / encoder, encoder=encoder, epochs=1, label_fraction=0.3
+    )
     run = run_probe(load_probe_config(cfg_args), cfg_args)
     after = _encoder(run.method)
     assert before.keys() == after.keys()
@@ -126,9 +161,18 @@ def test_finetune_changes_encoder_frozen_does_not(css_ckpt, tmp_path, encoder):
 
 
 def test_supervised_from_scratch_runs(probe_root, tmp_path):
-    r = main(probe_args("none", tmp_path / "s", mode="supervised", model="convnet", epochs=1,
-                        label_fraction=0.3, feature="backbone",
-                        **{"data.root": probe_root, "data.num_workers": 0}))
+    r = main(
+        probe_args(
+            "none",
+            tmp_path / "s",
+            mode="supervised",
+            model="convnet",
+            epochs=1,
+            label_fraction=0.3,
+            feature="backbone",
+            **{"data.root": probe_root, "data.num_workers": 0},
+        )
+    )
     assert r["config"]["mode"] == "supervised" and r["metrics"]["mpjpe"] > 0
     with pytest.raises(ConfigError, match="ckpt=none"):
         load_probe_config(["ckpt=some.ckpt", "mode=supervised"])

@@ -70,8 +70,12 @@ def test_pck_wrapper_matches_functional_after_merge():
     box = torch.rand(12, 2, generator=gen) * 40 + 20
     whole = pck(pred, target, vis, box, alpha=0.2)
     assert 0.05 < whole < 0.95  # neither trivial end
-    merged = _merged(PCK, (pred[:5], target[:5], vis[:5], box[:5]),
-                     (pred[5:], target[5:], vis[5:], box[5:]), alpha=0.2)
+    merged = _merged(
+        PCK,
+        (pred[:5], target[:5], vis[:5], box[:5]),
+        (pred[5:], target[5:], vis[5:], box[5:]),
+        alpha=0.2,
+    )
     assert merged.item() == pytest.approx(whole.item(), abs=1e-6)
 
 

@@ -25,7 +25,14 @@ def tiny_root(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("tiny_synth")
     generate_dataset(
-        root, videos=12, frames=40, size=64, seed=3, workers=1, val_fraction=0.34, test_fraction=0.0,
+        root,
+        videos=12,
+        frames=40,
+        size=64,
+        seed=3,
+        workers=1,
+        val_fraction=0.34,
+        test_fraction=0.0,
         progress=False,
     )
     return root
@@ -73,15 +80,31 @@ def test_css_run_writes_everything(tiny_root, tmp_path, capsys):
     summary = main(tiny_overrides(tiny_root, run))
     out = capsys.readouterr().out
     assert summary["global_step"] == 4  # 2 epochs x (8 samples / batch 4)
-    for rel in ("checkpoints/last.ckpt", "checkpoints/best.ckpt", "config.yaml", "summary.json",
-                "images/contact_sheet.png", "images/reconstruction_epoch002.png",
-                "images/swap_epoch002.png"):
+    for rel in (
+        "checkpoints/last.ckpt",
+        "checkpoints/best.ckpt",
+        "config.yaml",
+        "summary.json",
+        "images/contact_sheet.png",
+        "images/reconstruction_epoch002.png",
+        "images/swap_epoch002.png",
+    ):
         assert (run / rel).is_file(), rel
     rows = read_metrics(run)
     logged = {k for r in rows for k, v in r.items() if v}
-    for key in ("train/loss_contrastive", "train/loss_reconstruction", "train/loss_gradual",
-                "train/loss_invariance", "train/frames_per_s", "val/loss", "probe/z_v_mpjpe",
-                "probe/z_i_mpjpe", "probe/z_v_pck", "probe_init/z_v_mpjpe", "lr-AdamW"):
+    for key in (
+        "train/loss_contrastive",
+        "train/loss_reconstruction",
+        "train/loss_gradual",
+        "train/loss_invariance",
+        "train/frames_per_s",
+        "val/loss",
+        "probe/z_v_mpjpe",
+        "probe/z_i_mpjpe",
+        "probe/z_v_pck",
+        "probe_init/z_v_mpjpe",
+        "lr-AdamW",
+    ):
         assert key in logged, key
     assert "online probe" in out and "z_v" in out and "z_i" in out
     probe = summary["probe_final"]
@@ -158,7 +181,14 @@ def test_nonfinite_loss_stops_with_checkpoint(tiny_root, tmp_path, monkeypatch):
     with pytest.raises(NonFiniteLossError, match="last good state"):
         main(tiny_overrides(tiny_root, run, **{"probe.enabled": False}))
     ckpt = read_checkpoint(run / "checkpoints" / "last_good.ckpt")
-    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point()
+    )
+
+
+def test_value_over_a_group_is_named():
+    with pytest.raises(ConfigError, match="logger.wandb.enabled"):
+        compose_config("train", ["logger.wandb=false"])
 
 
 def test_unknown_config_key_is_named():
@@ -175,9 +205,13 @@ def test_strict_loading_names_keys(tiny_root, tmp_path):
     main(tiny_overrides(tiny_root, run, **{"trainer.max_epochs": 1, "probe.enabled": False}))
     module, _ = load_method(run / "checkpoints" / "last.ckpt")
     state = dict(module.state_dict())
-    state.pop("heads.v.0.weight", None) or state.pop(next(iter(k for k in state if k.startswith("heads."))))
+    state.pop("heads.v.0.weight", None) or state.pop(
+        next(iter(k for k in state if k.startswith("heads.")))
+    )
     state["encoder.bogus"] = torch.zeros(1)
-    with pytest.raises(CheckpointError, match=r"missing keys: heads\..*unexpected keys: encoder.bogus"):
+    with pytest.raises(
+        CheckpointError, match=r"missing keys: heads\..*unexpected keys: encoder.bogus"
+    ):
         load_strict(module, state, "x.ckpt")
     bad = tmp_path / "not_a_ckpt.ckpt"
     bad.write_text("hello")
@@ -188,7 +222,10 @@ def test_strict_loading_names_keys(tiny_root, tmp_path):
 def test_train_cli_reports_config_errors(tmp_path):
     proc = subprocess.run(
         [sys.executable, "train.py", "trainer.max_epohcs=3"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "max_epohcs" in proc.stderr and "Traceback" not in proc.stderr
@@ -199,14 +236,23 @@ def test_ddp_two_processes(tiny_root, tmp_path):
     """trainer.strategy=ddp with 2 CPU processes (gloo) runs and writes one run folder."""
     run = tmp_path / "ddp"
     args = tiny_overrides(
-        tiny_root, run,
-        **{"trainer.devices": 2, "trainer.strategy": "ddp", "trainer.max_epochs": 1,
-           "data.samples_per_epoch": 16},
+        tiny_root,
+        run,
+        **{
+            "trainer.devices": 2,
+            "trainer.strategy": "ddp",
+            "trainer.max_epochs": 1,
+            "data.samples_per_epoch": 16,
+        },
     )
     env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "CSS_POSE_RUN_DIR")}
     proc = subprocess.run(
-        [sys.executable, "train.py", *args], cwd=REPO, capture_output=True, text=True,
-        timeout=540, env=env,
+        [sys.executable, "train.py", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((run / "summary.json").read_text())

@@ -475,6 +475,20 @@ def test_one_appearance_augmentation_per_sample(tmp_path):
     assert (plain[0]["frames"][0] - plain[1]["frames"][0]).abs().max() < 2 / 255
 
 
+def test_frame_scope_augments_every_frame_on_its_own(tmp_path):
+    write_video(tmp_path / "static.mp4", 40, static=True)
+    index = index_videos(tmp_path, cache=False)
+    aug = AugmentConfig(grayscale_p=0.0, scale=0.0, translate=0.0)
+    ds = VideoClipDataset(
+        index.videos, "contrastive", 64, augment=aug, d_neg=10, augment_scope="frame"
+    )
+    frames = ds[0]["frames"]  # a static video: only the augmentation differs between frames
+    diffs = [(frames[i] - frames[0]).abs().mean() for i in range(1, len(frames))]
+    assert min(diffs) > 0.01
+    with pytest.raises(ValueError, match="augment_scope"):
+        VideoClipDataset(index.videos, "contrastive", 64, d_neg=10, augment_scope="video")
+
+
 def test_views_are_augmented_independently(tmp_path):
     write_video(tmp_path / "static.mp4", 20, static=True)
     ds = VideoClipDataset(

@@ -125,6 +125,7 @@ class VideoDataModule(pl.LightningDataModule):
             largest decoded video it takes; ``cache_mb=0`` turns it off. RAM: up to
             ``num_workers x cache_mb`` per loader. See :class:`VideoClipDataset`.
         crop_box: "frame" or "sample" (one union box per sample); see :class:`VideoClipDataset`.
+        augment_scope: "sample" or "frame" (one augmentation per frame); training only.
     """
 
     def __init__(
@@ -148,6 +149,7 @@ class VideoDataModule(pl.LightningDataModule):
         cache_mb: float = FRAME_CACHE_MB,
         cache_video_mb: float = CACHE_VIDEO_MB,
         crop_box: str = "frame",
+        augment_scope: str = "sample",
     ):
         super().__init__()
         sampling = dict(sampling or {})
@@ -162,7 +164,7 @@ class VideoDataModule(pl.LightningDataModule):
         self.probe_stride, self.box_pad = probe_stride, box_pad
         self.strict, self.cache = strict, cache
         self.cache_mb, self.cache_video_mb = cache_mb, cache_video_mb
-        self.crop_box = crop_box
+        self.crop_box, self.augment_scope = crop_box, augment_scope
         self.index: VideoIndex | None = None
         self.train_set: VideoClipDataset | None = None
         self.val_set: VideoClipDataset | None = None
@@ -197,6 +199,7 @@ class VideoDataModule(pl.LightningDataModule):
             cache_mb=self.cache_mb,
             cache_video_mb=self.cache_video_mb,
             crop_box=self.crop_box,
+            augment_scope=self.augment_scope,
             **self.sampling,
             **kw,
         )

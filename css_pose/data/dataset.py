@@ -104,6 +104,9 @@ class VideoClipDataset(Dataset):
         crop_box: "frame" crops every frame around its own box; "sample" crops all frames of a
             sample around the union of their boxes, so zoom and background do not change within
             a sample and only the person moves.
+        augment_scope: "sample" draws one augmentation for all frames of a sample (views mode:
+            one per view), so colours stay constant within it; "frame" draws one per frame
+            (never a flip), so a contrastive loss between frames cannot match them by colour.
     """
 
     def __init__(
@@ -131,19 +134,21 @@ class VideoClipDataset(Dataset):
         cache_mb: float = FRAME_CACHE_MB,
         cache_video_mb: float = CACHE_VIDEO_MB,
         crop_box: str = "frame",
+        augment_scope: str = "sample",
     ):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
         if crop_box not in ("frame", "sample"):
             raise ValueError(f"crop_box must be 'frame' or 'sample', got {crop_box!r}")
-            raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+        if augment_scope not in ("sample", "frame"):
+            raise ValueError(f"augment_scope must be 'sample' or 'frame', got {augment_scope!r}")
         if mode == "contrastive":
             check_contrastive_params(n_pos, d_pos, n_neg, d_neg, n_gt, gt_max)
         self.videos = list(videos)
         self.mode, self.size, self.augment, self.box_pad = mode, size, augment, box_pad
         self.backend, self.seed, self.max_retries = backend, seed, max_retries
         self.cache_mb, self.cache_video_mb = cache_mb, cache_video_mb
-        self.crop_box = crop_box
+        self.crop_box, self.augment_scope = crop_box, augment_scope
         self.contrastive = dict(
             n_pos=n_pos, d_pos=d_pos, n_neg=n_neg, d_neg=d_neg, n_gt=n_gt, gt_max=gt_max
         )
@@ -333,9 +338,13 @@ class VideoClipDataset(Dataset):
                 union = np.concatenate([boxes[:, :2].min(0), boxes[:, 2:].max(0)])
                 boxes = np.repeat(union[None], n, 0)
 
-        # One augmentation for the whole sample; views mode draws one per view.
-        views = 2 if self.mode == "views" else 1
-        params = [draw_view_params(rng, self.augment, allow_flip=views > 1) for _ in range(views)]
+        # One augmentation for the whole sample (views mode: one per view; augment_scope
+        # "frame": one per frame).
+        flip = self.mode == "views"
+        views = 2 if flip else 1
+        if self.augment_scope == "frame" and self.augment is not None:
+            views = n
+        params = [draw_view_params(rng, self.augment, allow_flip=flip) for _ in range(views)]
         group = np.arange(n) * views // n  # view of each frame
         matrices = [crop_matrix(boxes[i], self.size, pad, params[group[i]]) for i in range(n)]
         crops = np.stack([warp_crop(images[i], matrices[i], self.size) for i in range(n)])

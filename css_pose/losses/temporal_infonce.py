@@ -90,7 +90,11 @@ class TemporalInfoNCE(nn.Module):
         cross = cross.masked_fill(same_video[:, :, None], float("-inf"))
         if not self.cross_video and neg.shape[1] == 0:
             raise ValueError("cross_video=False needs same-video negatives (K >= 1)")
-        neg_all = torch.cat([neg, rearrange(cross, "b c f -> b (c f)")], dim=1) if self.cross_video else neg
+        neg_all = (
+            torch.cat([neg, rearrange(cross, "b c f -> b (c f)")], dim=1)
+            if self.cross_video
+            else neg
+        )
         # -log(e^pos / (e^pos + sum e^neg)) = logaddexp(pos, logsumexp(neg)) - pos
         neg_lse = torch.logsumexp(neg_all, dim=1, keepdim=True)  # (B, 1)
         return (torch.logaddexp(pos, neg_lse) - pos).mean()

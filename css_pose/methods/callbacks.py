@@ -167,7 +167,9 @@ class MediaLogger(pl.Callback):
     PNGs go to ``<run>/images/<kind>_epoch<E>.png``.
     """
 
-    def __init__(self, loader_fn, out_dir: str | Path, every_n_epochs: int = 2, num_samples: int = 6):
+    def __init__(
+        self, loader_fn, out_dir: str | Path, every_n_epochs: int = 2, num_samples: int = 6
+    ):
         self.loader_fn = loader_fn
         self.out_dir = Path(out_dir)
         self.every_n_epochs = every_n_epochs

@@ -42,7 +42,11 @@ class CSSMethod(PretrainMethod):
     def __init__(self, model_cfg, method_cfg: DictConfig, optim_cfg, img_size: int, sampling):
         super().__init__(model_cfg, method_cfg, optim_cfg, img_size)
         m = method_cfg
-        self.n_pos, self.n_neg, self.n_gt = int(sampling.n_pos), int(sampling.n_neg), int(sampling.n_gt)
+        self.n_pos, self.n_neg, self.n_gt = (
+            int(sampling.n_pos),
+            int(sampling.n_neg),
+            int(sampling.n_gt),
+        )
         if self.n_pos < 1 or self.n_neg < 1:
             raise ValueError("CSS needs data.sampling.n_pos >= 1 and data.sampling.n_neg >= 1")
         self.split = bool(m.split)
@@ -65,7 +69,9 @@ class CSSMethod(PretrainMethod):
         )
         self.decoder = None
         if self.w["reconstruction"] > 0:
-            self.decoder = Decoder(m.dim_v, m.dim_i, out_size=img_size, base_channels=m.decoder_channels)
+            self.decoder = Decoder(
+                m.dim_v, m.dim_i, out_size=img_size, base_channels=m.decoder_channels
+            )
             self.reconstruction = ReconstructionLoss(ssim_weight=m.ssim_weight)
         if self.w["gradual"] > 0 and self.n_gt < 2:
             raise ValueError("the gradual-transition loss needs data.sampling.n_gt >= 2")
@@ -116,13 +122,13 @@ class CSSMethod(PretrainMethod):
         b = z_v.shape[0]
         if self.split:
             z_i = torch.roll(z_i, shifts=-1, dims=1)
-        out = self.decoder(
-            rearrange(z_v, "b n d -> (b n) d"), rearrange(z_i, "b n d -> (b n) d")
-        )
+        out = self.decoder(rearrange(z_v, "b n d -> (b n) d"), rearrange(z_i, "b n d -> (b n) d"))
         return rearrange(out, "(b n) c h w -> b n c h w", b=b)
 
     @torch.no_grad()
-    def decode_swap(self, pose_frames: torch.Tensor, appearance_frames: torch.Tensor) -> torch.Tensor:
+    def decode_swap(
+        self, pose_frames: torch.Tensor, appearance_frames: torch.Tensor
+    ) -> torch.Tensor:
         """Swap grid: pose from row r, appearance from column c.
 
         Args:

@@ -1,0 +1,160 @@
+"""Benchmark the 2D pose heads on one pretrained encoder (issue: 2D pose heads).
+
+    python benchmarks/heads_2d.py --ckpt runs/<css run>/checkpoints/last.ckpt
+    python benchmarks/heads_2d.py                  # pretrains CSS first (python train.py, ~6 min)
+    python benchmarks/heads_2d.py --ckpt ... --seeds 0 1 2 --encoder finetune
+
+Variants: heatmap stride 4 (with spatial fusion), heatmap stride 8, heatmap stride 4 without
+fusion, composite stride 8 (sparse heatmap + offsets), direct coordinate regression. Every variant
+trains with the same labels (``--label-fraction`` of the training frames, drawn with the seed),
+optimiser, epochs and flip augmentation, and is scored with the flip test on the test videos:
+PCK@0.1 and PCK@0.2 (pooled over visible joints, threshold x max(w, h) of the tight GT box), mean
+pixel error, head and total GFLOPs per crop (torch.utils.flop_counter) and parameters. Frames/s
+is the speed of encoder + head + decode (no flip test) on batches of test crops, timed round-robin
+over the variants in the same process (median of rounds) and given as a ratio to heatmap stride 4.
+The markdown table goes to stdout and to docs/heads_2d_results.md; the raw numbers to JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from css_pose.heads2d import load_head_config, predict, run_head
+
+VARIANTS = (
+    ("heatmap s4 + fusion", ["head=heatmap", "stride=4", "fusion=true"]),
+    ("heatmap s8 + fusion", ["head=heatmap", "stride=8", "fusion=true"]),
+    ("heatmap s4, no fusion", ["head=heatmap", "stride=4", "fusion=false"]),
+    ("composite s8", ["head=composite", "stride=8"]),
+    ("direct regression", ["head=regression"]),
+)
+
+
+def pretrain(run_dir: Path) -> Path:
+    """Run ``python train.py`` (the CSS demo schedule) into ``run_dir``; returns last.ckpt."""
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    if not ckpt.exists():
+        subprocess.run([sys.executable, "train.py", f"run_dir={run_dir}"], check=True)
+    return ckpt
+
+
+def time_models(models, frames: torch.Tensor, rounds: int) -> list[float]:
+    """Frames/s of each (model, codec) on ``frames``, median over round-robin rounds."""
+    times: list[list[float]] = [[] for _ in models]
+    for _ in range(rounds):
+        for i, (model, codec) in enumerate(models):
+            start = time.perf_counter()
+            predict(model, codec, frames, flip_test=False)
+            times[i].append(time.perf_counter() - start)
+    return [len(frames) / statistics.median(t) for t in times]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--ckpt", help="pretrained train.py checkpoint (default: pretrain CSS)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--label-fraction", type=float, default=0.1)
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--encoder", choices=("frozen", "finetune"), default="frozen")
+    parser.add_argument("--rounds", type=int, default=5, help="timing rounds")
+    parser.add_argument("--out", default="runs/bench-heads2d")
+    parser.add_argument("--table", default="docs/heads_2d_results.md")
+    args = parser.parse_args(argv)
+
+    out = Path(args.out)
+    ckpt = Path(args.ckpt) if args.ckpt else pretrain(out / "pretrain")
+    started = time.time()
+    results: dict[str, list[dict]] = {}
+    models = {}
+    for name, overrides in VARIANTS:
+        for seed in args.seeds:
+            tag = name.replace(" ", "_").replace(",", "").replace("+", "plus")
+            argv_v = [
+                f"ckpt={ckpt}",
+                *overrides,
+                f"seed={seed}",
+                f"label_fraction={args.label_fraction}",
+                f"epochs={args.epochs}",
+                f"encoder={args.encoder}",
+                f"run_dir={out / f'{tag}-seed{seed}'}",
+                "logger.wandb.enabled=false",
+            ]
+            run = run_head(load_head_config(argv_v), argv_v)
+            results.setdefault(name, []).append(run.result)
+            models.setdefault(name, (run.model, run.codec))
+
+    first = next(iter(results.values()))[0]
+    test_frames = _test_crops(first, ckpt)
+    fps = dict(
+        zip(models, time_models(list(models.values()), test_frames, args.rounds), strict=True)
+    )
+    rows = _table(results, fps)
+    header = (
+        f"Encoder: `{ckpt}` ({args.encoder}); labels: {first['n_labeled']} of "
+        f"{first['n_train_frames']} training frames (label fraction {args.label_fraction}); "
+        f"test: {first['n_test_frames']} frames of the {first['test_split']} split; seeds "
+        f"{args.seeds}; {args.epochs} epochs; flip test on; {time.time() - started:.0f} s.\n"
+    )
+    text = header + "\n" + "\n".join(rows) + "\n"
+    print(text)
+    Path(args.table).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.table).write_text(
+        "# 2D pose heads\n\nWritten by `python benchmarks/heads_2d.py "
+        + " ".join(argv or sys.argv[1:])
+        + "`.\n\n"
+        + text
+    )
+    raw = {"args": vars(args), "fps": fps, "results": results}
+    (out / "heads_2d.json").write_text(json.dumps(raw, indent=2, default=str))
+
+
+def _test_crops(result: dict, ckpt: Path) -> torch.Tensor:
+    """64 test crops, for timing."""
+    from omegaconf import OmegaConf
+
+    from css_pose.runner import build_datamodule, prepare_data
+
+    cfg = OmegaConf.create(result["config"])
+    dm = build_datamodule(
+        OmegaConf.merge(cfg, {"method": {"sampling_mode": "frame"}}), prepare_data(cfg)
+    )
+    dm.setup()
+    frames = [b["frames"][:, 0] for b in dm.probe_dataloader(result["test_split"])]
+    return torch.cat(frames)[:64]
+
+
+def _table(results: dict[str, list[dict]], fps: dict[str, float]) -> list[str]:
+    def cell(values: list[float], fmt: str) -> str:
+        mean = statistics.fmean(values)
+        if len(values) == 1:
+            return format(mean, fmt)
+        return f"{format(mean, fmt)} +- {format(statistics.stdev(values), fmt)}"
+
+    base_fps = fps[VARIANTS[0][0]]
+    rows = [
+        "| head | PCK@0.1 | PCK@0.2 | px error | head GFLOPs | total GFLOPs | head params | "
+        "frames/s | x heatmap s4 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, runs in results.items():
+        m = [r["metrics"] for r in runs]
+        cost = runs[0]["cost"]
+        rows.append(
+            f"| {name} | {cell([x['pck@0.1'] for x in m], '.3f')} | "
+            f"{cell([x['pck@0.2'] for x in m], '.3f')} | {cell([x['px_error'] for x in m], '.2f')} | "
+            f"{cost['head_gflops']:.4f} | {cost['total_gflops']:.4f} | {cost['head_params']:,} | "
+            f"{fps[name]:.0f} | {fps[name] / base_fps:.2f} |"
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    main()

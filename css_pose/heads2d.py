@@ -1,0 +1,386 @@
+"""What ``python train_head.py`` does: fine-tune a 2D pose head on a pretrained encoder, score it.
+
+Heads and codecs: :mod:`css_pose.models.heads`, :mod:`css_pose.codecs` (shared/methods.md sections
+2 and 3). Protocol as the probe's (:mod:`css_pose.linear_probe`): the labels are a random
+``label_fraction`` of the labeled frames of the TRAINING videos; the scores come from the test
+videos. The encoder is frozen or fine-tuned at a lower learning rate (BatchNorm statistics frozen).
+Training crops are mirrored at random (left/right joints swap); test predictions average the crop
+and its mirror (flip test).
+
+Metrics: PCK@a pooled over visible joints, threshold a x max(w, h) of the tight box around the
+visible ground-truth joints; mean pixel error over visible joints (crop px).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.utils.data import Subset
+from tqdm import tqdm
+
+from css_pose.checkpoint import CheckpointError, load_method
+from css_pose.codecs import CompositeCodec, HeatmapCodec, RegressionCodec
+from css_pose.config import ConfigError, compose_config, parse_cli, run_friendly
+from css_pose.linear_probe import (
+    _loader,
+    frame_videos,
+    git_commit,
+    no_ckpt,
+    random_init_config,
+    select_labeled,
+    tight_box_size,
+    with_checkpoint_data,
+)
+from css_pose.metrics import pck
+from css_pose.models.heads import CompositeHead, HeatmapHead, RegressionHead, flip_average
+from css_pose.models.heads.cost import head_cost
+from css_pose.runner import build_datamodule, build_loggers, prepare_data
+from css_pose.skeleton import flip_permutation
+from css_pose.viz import contact_sheet, draw_skeleton, save_png
+
+HELP = """usage: python train_head.py ckpt=PATH|none [key=value ...]
+
+Fine-tune a 2D pose head on an encoder pretrained by train.py and score it on the test videos.
+
+Keys (configs/head.yaml): head=heatmap|composite|regression  stride=4|8  fusion=true|false
+  sigma_px  radius  encoder=frozen|finetune  encoder_lr_scale  label_fraction=0.1  seed  epochs
+  lr  batch_size  flip_train  flip_test  run_dir  data.*  (with ckpt=none: model=...)
+
+Examples:
+  python train_head.py ckpt=runs/css-.../checkpoints/last.ckpt                 heatmap, stride 4
+  python train_head.py ckpt=... head=composite                                 stride 8 + offsets
+  python train_head.py ckpt=... head=heatmap stride=8 fusion=false encoder=finetune
+"""
+
+CHOICES = {"head": ("heatmap", "composite", "regression"), "encoder": ("frozen", "finetune")}
+
+
+def load_head_config(argv: list[str]) -> DictConfig:
+    """Compose ``configs/head.yaml``; ConfigError on a bad key, choice, stride or fraction."""
+    cfg = compose_config("head", argv)
+    if OmegaConf.is_missing(cfg, "ckpt"):
+        raise ConfigError("ckpt is required: ckpt=PATH (a train.py checkpoint) or ckpt=none")
+    for key, allowed in CHOICES.items():
+        if cfg[key] not in allowed:
+            raise ConfigError(f"{key}={cfg[key]} is not one of {'|'.join(allowed)}")
+    if not 0 < cfg.label_fraction <= 1:
+        raise ConfigError(f"label_fraction={cfg.label_fraction} must be in (0, 1]")
+    if cfg.stride is not None and cfg.stride not in (1, 2, 4, 8, 16, 32):
+        raise ConfigError(f"stride={cfg.stride} must be a power of two up to 32 (or null)")
+    return cfg
+
+
+def build_head(cfg: DictConfig, encoder) -> tuple[nn.Module, object]:
+    """The head named by ``cfg.head`` on ``encoder``'s stage maps, and its codec.
+
+    Returns:
+        (head module, codec); the head maps ``encoder.forward_stages(images)`` to outputs that
+        ``codec.decode`` turns into (B, J, 2) crop px and ``codec.loss`` scores.
+    """
+    size = encoder.in_size
+    if cfg.head == "regression":
+        return RegressionHead(encoder.out_channels), RegressionCodec(size)
+    stride = cfg.stride or (4 if cfg.head == "heatmap" else 8)
+    if size % stride:
+        raise ConfigError(f"stride={stride} must divide the crop size {size}")
+    sigma = cfg.sigma_px / stride
+    # Spatial fusion reads the stage at stride 8 (ResNet layer2); each stage halves the size.
+    n = len(encoder.stage_channels)
+    strides = [encoder.stride // 2 ** (n - 1 - i) for i in range(n)]
+    mid = strides.index(8) if 8 in strides[:-1] else max(n - 2, 0)
+    common = dict(in_channels=encoder.out_channels, in_stride=encoder.stride, stride_out=stride)
+    if cfg.head == "composite":
+        return CompositeHead(**common), CompositeCodec(size, stride, cfg.radius, sigma)
+    head = HeatmapHead(
+        **common,
+        fusion=cfg.fusion,
+        mid_level_channels=encoder.stage_channels[mid],
+        mid_level_index=mid,
+    )
+    return head, HeatmapCodec(size, stride, sigma)
+
+
+def mirror_batch(
+    frames: torch.Tensor, keypoints: torch.Tensor, visibility: torch.Tensor, which: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mirror the samples where ``which`` (B,) is True: crops (B, 3, H, W), keypoints (B, J, 2) px
+    (x -> W - 1 - x, left and right joints swap), visibility (B, J)."""
+    perm = flip_permutation()
+    width = frames.shape[-1]
+    flipped_kp = keypoints[:, perm].clone()
+    flipped_kp[..., 0] = width - 1 - flipped_kp[..., 0]
+    sel = which.view(-1, 1, 1, 1)
+    return (
+        torch.where(sel, frames.flip(-1), frames),
+        torch.where(which.view(-1, 1, 1), flipped_kp, keypoints),
+        torch.where(which.view(-1, 1), visibility[:, perm], visibility),
+    )
+
+
+class PoseModel(nn.Module):
+    """Encoder + 2D head: crops (B, 3, H, W) in [0, 1] -> head outputs (a dict, see the codec)."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module):
+        super().__init__()
+        self.encoder, self.head = encoder, head
+
+    def forward(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.head(self.encoder.forward_stages(frames))
+
+
+@torch.no_grad()
+def predict(
+    model: PoseModel, codec, frames: torch.Tensor, flip_test: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crops (B, 3, H, W) -> keypoints (B, J, 2) crop px and scores (B, J); eval mode."""
+    model.eval()
+    outputs = flip_average(model, frames) if flip_test else model(frames)
+    return codec.decode(outputs)
+
+
+def score_2d(
+    pred: torch.Tensor, gt: torch.Tensor, visible: torch.Tensor, alphas
+) -> dict[str, float]:
+    """PCK@a for each a (pooled over visible joints) and mean px error, (N, J, 2) crop px."""
+    box = tight_box_size(gt, visible)
+    out = {f"pck@{a:g}": float(pck(pred, gt, visible, box, alpha=a)) for a in alphas}
+    out["px_error"] = float(torch.linalg.vector_norm(pred - gt, dim=-1)[visible].mean())
+    return out
+
+
+def overlay_sheet(frames, pred, gt, visible, ncols: int = 6) -> np.ndarray:
+    """Pairs of tiles per crop: prediction, then ground truth, drawn at 3x size. (H, W, 3) uint8."""
+    tiles, labels = [], []
+    for img, p, g, v in zip(frames, pred, gt, visible, strict=True):
+        big = np.kron(
+            (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8),
+            np.ones((3, 3, 1), np.uint8),
+        )
+        tiles.append(draw_skeleton(big, p.numpy() * 3 + 1, v.numpy()))
+        tiles.append(draw_skeleton(big, g.numpy() * 3 + 1, v.numpy()))
+        labels += ["pred", "gt"]
+    return contact_sheet(tiles, ncols=ncols * 2, labels=labels)
+
+
+def load_labeled(dataset, like, batch_size: int) -> tuple[torch.Tensor, ...]:
+    """All frames of a labeled subset in memory: crops (N, 3, S, S), keypoints (N, J, 2) crop px,
+    visibility (N, J)."""
+    frames, kps, viss = [], [], []
+    for batch in _loader(dataset, like, batch_size, False, 0):
+        frames.append(batch["frames"][:, 0])
+        kps.append(batch["keypoints_2d"][:, 0])
+        viss.append(batch["visibility"][:, 0])
+    return torch.cat(frames), torch.cat(kps), torch.cat(viss)
+
+
+@torch.no_grad()
+def encode_frozen(encoder, frames: torch.Tensor, batch_size: int, device) -> list[torch.Tensor]:
+    """Stage maps of a frozen encoder (eval mode) for crops (N, 3, S, S), kept on the CPU."""
+    encoder.eval()
+    chunks = [encoder.forward_stages(f.to(device)) for f in frames.split(batch_size)]
+    return [torch.cat([c[i].cpu() for c in chunks]) for i in range(len(chunks[0]))]
+
+
+@dataclass
+class HeadRun:
+    """What :func:`run_head` returns: the result dict (also result.json) and the trained model."""
+
+    result: dict
+    model: PoseModel
+    codec: object
+
+
+def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
+    """Build (or load) the encoder, train the head on the labeled fraction, score it on test.
+
+    Raises:
+        CheckpointError: the checkpoint file is unusable (names the file and the keys).
+        ValueError: no labeled frame, or the stride does not fit the crop.
+    """
+    torch.manual_seed(cfg.seed)
+    if no_ckpt(cfg):
+        from css_pose.methods import build_method
+
+        method, source = build_method(random_init_config(cfg)), "random init"
+    else:
+        method, ckpt_cfg = load_method(cfg.ckpt)
+        cfg = with_checkpoint_data(cfg, ckpt_cfg, argv or [])
+        source = str(cfg.ckpt)
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    )
+    head, codec = build_head(cfg, method.encoder)
+    model = PoseModel(method.encoder, head).to(device)
+
+    dm = build_datamodule(
+        OmegaConf.merge(cfg, {"method": {"sampling_mode": "frame"}}), prepare_data(cfg)
+    )
+    dm.setup()
+    train_loader = dm.probe_dataloader("train")
+    test_split = "test"
+    if not any(v.labeled for v in dm.index.split("test", dm.val_fraction)):
+        test_split = "val"
+        print("[css_pose] note: no labeled test split; scoring on the val split instead")
+    test_loader = dm.probe_dataloader(test_split)
+    chosen = select_labeled(len(train_loader.dataset), cfg.label_fraction, cfg.seed)
+    labeled = Subset(train_loader.dataset, chosen.tolist())
+
+    frames, kp, vis = load_labeled(labeled, train_loader, cfg.data.batch_size)
+    finetune = cfg.encoder == "finetune"
+    stages = None
+    if not finetune:
+        # Frozen: the stage maps of every labeled crop and of its mirror are computed once.
+        model.encoder.requires_grad_(False)
+        stages = [
+            encode_frozen(model.encoder, f, cfg.data.batch_size, device)
+            for f in (frames, frames.flip(-1))
+        ]
+    groups = [{"params": head.parameters(), "lr": cfg.lr}]
+    if finetune:
+        groups.append({"params": model.encoder.parameters(), "lr": cfg.lr * cfg.encoder_lr_scale})
+    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    per_epoch = -(-len(frames) // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt,
+        max_lr=[g["lr"] for g in groups],
+        total_steps=max(cfg.epochs * per_epoch, 1),
+        pct_start=0.1,
+    )
+
+    run_dir = Path(cfg.run_dir or Path("runs") / f"head-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    hparams = OmegaConf.to_container(cfg, resolve=True)
+    loggers = build_loggers(cfg, run_dir, hparams)
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    losses: list[float] = []
+    bar = tqdm(range(cfg.epochs), desc=f"{cfg.head} head", file=sys.stderr)
+    for epoch in bar:
+        head.train()
+        # Frozen or fine-tuned, the encoder's BatchNorm statistics stay as pretrained.
+        model.encoder.eval()
+        total = 0.0
+        for idx in torch.randperm(len(frames), generator=gen).split(cfg.batch_size):
+            which = torch.rand(len(idx), generator=gen) < 0.5
+            if not cfg.flip_train:
+                which[:] = False
+            f, k, v = mirror_batch(frames[idx], kp[idx], vis[idx], which)
+            k, v = k.to(device), v.to(device)
+            if stages is None:
+                outputs = model(f.to(device))
+            else:
+                sel = which.view(-1, 1, 1, 1)
+                outputs = head(
+                    [
+                        torch.where(sel, m[idx], o[idx]).to(device)
+                        for o, m in zip(*stages, strict=True)
+                    ]
+                )
+            terms = codec.loss(outputs, codec.encode(k, v))
+            loss = sum(terms.values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item()
+        losses.append(total / per_epoch)
+        bar.set_postfix(loss=f"{losses[-1]:.4g}")
+        for logger in loggers:
+            logger.log_metrics({"train/loss": losses[-1], "epoch": epoch}, step=epoch)
+
+    # Crops for the overlay sheet: evenly spread over the test frames (many videos).
+    n_test = len(test_loader.dataset)
+    show = set(np.linspace(0, n_test - 1, min(cfg.num_images, n_test)).round().astype(int).tolist())
+    preds, gts, viss, crops, seen = [], [], [], [], 0
+    for batch in test_loader:
+        frames = batch["frames"][:, 0].to(device)
+        kp, _ = predict(model, codec, frames, cfg.flip_test)
+        preds.append(kp.cpu())
+        gts.append(batch["keypoints_2d"][:, 0])
+        viss.append(batch["visibility"][:, 0] > 0)
+        keep = [i for i in range(len(frames)) if seen + i in show]
+        crops += [(seen + i, batch["frames"][i, 0]) for i in keep]
+        seen += len(frames)
+    pred, gt, visible = torch.cat(preds), torch.cat(gts), torch.cat(viss)
+    metrics = score_2d(pred, gt, visible, cfg.pck_alphas)
+    cost = head_cost(model.encoder, head, model.encoder.in_size)
+
+    images = None
+    if crops:
+        idx = [i for i, _ in crops]
+        sheet = overlay_sheet([c for _, c in crops], pred[idx], gt[idx], visible[idx])
+        images = save_png(run_dir / "images" / "test_predictions.png", sheet)
+    result = {
+        "checkpoint": source,
+        "config": hparams,
+        "seed": cfg.seed,
+        "n_train_frames": len(train_loader.dataset),
+        "n_labeled": len(labeled),
+        "labeled_videos": sorted(set(frame_videos(train_loader.dataset, chosen.tolist()))),
+        "test_split": test_split,
+        "n_test_frames": len(pred),
+        "stride": getattr(codec, "stride", None),
+        "train_loss": losses,
+        "metrics": metrics,
+        "cost": cost,
+        "git_commit": git_commit(),
+    }
+    (run_dir / "result.json").write_text(json.dumps(result, indent=2))
+    torch.save(
+        {"head": head.state_dict(), "encoder": model.encoder.state_dict() if finetune else None},
+        run_dir / "head.pt",
+    )
+    for logger in loggers:
+        logger.log_metrics({f"{test_split}/{k}": v for k, v in metrics.items()}, step=cfg.epochs)
+        if images is not None and hasattr(logger, "log_image"):
+            logger.log_image(key="media/test_predictions", images=[str(images)], step=cfg.epochs)
+        logger.save()
+        if type(logger).__name__ == "WandbLogger":
+            logger.experiment.finish()
+    result["run_dir"] = str(run_dir)
+    print(format_result(result))
+    return HeadRun(result, model, codec)
+
+
+def format_result(r: dict) -> str:
+    c, m, cost = r["config"], r["metrics"], r["cost"]
+    lines = [
+        "",
+        "=" * 72,
+        f"css_pose 2D head: {c['head']} (stride {r['stride'] or '-'}, fusion {c['fusion']}), "
+        f"{c['encoder']} encoder",
+        f"  encoder    : {r['checkpoint']}",
+        f"  labels     : {r['n_labeled']} of {r['n_train_frames']} training frames "
+        f"(label_fraction {c['label_fraction']}, seed {r['seed']})",
+        f"  scored on  : {r['n_test_frames']} frames of the {r['test_split']} split"
+        f" (flip test {c['flip_test']})",
+    ]
+    lines += [f"  {k:10s} {v:9.3f}" for k, v in m.items()]
+    lines += [
+        f"  GFLOPs     : head {cost['head_gflops']:.4f}, total {cost['total_gflops']:.4f} per crop",
+        f"  result     : {r['run_dir']}/result.json",
+        "=" * 72,
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    cfg, argv = parse_cli(argv, HELP, load_head_config)
+    if cfg is None:
+        return None
+    return run_head(cfg, argv).result
+
+
+def run_cli() -> None:
+    run_friendly(main, {CheckpointError: (1, ""), ValueError: (1, "")})
+
+
+__all__ = ["PoseModel", "build_head", "load_head_config", "mirror_batch", "predict", "run_head"]

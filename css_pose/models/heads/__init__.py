@@ -1,0 +1,26 @@
+"""2D pose heads on encoder stage maps (``Encoder.forward_stages``), and their cost.
+
+Every head takes the list of stage maps, shallow to deep, and returns a dict that its codec
+(:mod:`css_pose.codecs`) decodes and scores.
+"""
+
+from __future__ import annotations
+
+from css_pose.models.heads.composite import CompositeHead
+from css_pose.models.heads.cost import gflops, head_cost, num_params
+from css_pose.models.heads.flip import FLIPPABLE_KEYS, flip_average, unflip_outputs
+from css_pose.models.heads.heatmap import HeatmapHead, SpatialFusion
+from css_pose.models.heads.regression import RegressionHead
+
+__all__ = [
+    "FLIPPABLE_KEYS",
+    "CompositeHead",
+    "HeatmapHead",
+    "RegressionHead",
+    "SpatialFusion",
+    "flip_average",
+    "gflops",
+    "head_cost",
+    "num_params",
+    "unflip_outputs",
+]

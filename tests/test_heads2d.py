@@ -1,0 +1,82 @@
+"""End-to-end tests of train_head.py (2D heads on a pretrained encoder) on a tiny synthetic set."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_linear_probe import css_ckpt, one_thread, probe_root  # noqa: F401 (fixtures)
+
+from css_pose.config import ConfigError
+from css_pose.heads2d import load_head_config, main, mirror_batch, run_head
+from css_pose.skeleton import flip_permutation
+
+
+def head_args(ckpt, run_dir, **extra) -> list[str]:
+    base = {
+        "ckpt": ckpt,
+        "epochs": 12,
+        "batch_size": 8,
+        "label_fraction": 1.0,
+        "num_images": 4,
+        "logger.wandb.enabled": False,
+        "device": "cpu",
+        "run_dir": str(run_dir),
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+@pytest.mark.parametrize("head", ["heatmap", "composite", "regression"])
+def test_head_trains_and_beats_the_untrained_head(css_ckpt, tmp_path, head):  # noqa: F811
+    trained = main(head_args(css_ckpt, tmp_path / "trained", head=head))
+    untrained = main(head_args(css_ckpt, tmp_path / "untrained", head=head, epochs=0))
+    assert trained["train_loss"][-1] < trained["train_loss"][0]
+    assert trained["metrics"]["px_error"] < 0.8 * untrained["metrics"]["px_error"]
+    assert 0 <= trained["metrics"]["pck@0.1"] <= trained["metrics"]["pck@0.2"] <= 1
+    saved = json.loads((tmp_path / "trained" / "result.json").read_text())
+    assert saved["metrics"] == trained["metrics"] and saved["n_labeled"] > 0
+    assert saved["cost"]["head_gflops"] > 0 and saved["cost"]["head_params"] > 0
+    assert (tmp_path / "trained" / "images" / "test_predictions.png").stat().st_size > 0
+    assert (tmp_path / "trained" / "head.pt").exists()
+
+
+def test_frozen_encoder_stays_put_and_finetune_moves_it(css_ckpt, tmp_path):  # noqa: F811
+    from css_pose.checkpoint import load_method
+
+    before = {k: v.clone() for k, v in load_method(css_ckpt)[0].encoder.state_dict().items()}
+    for mode, moved in (("frozen", False), ("finetune", True)):
+        argv = head_args(css_ckpt, tmp_path / mode, encoder=mode, epochs=2)
+        after = run_head(load_head_config(argv), argv).model.encoder.state_dict()
+        changed = any(not torch.equal(before[k], after[k]) for k in before)
+        assert changed == moved, mode
+
+
+def test_bad_head_options_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="ckpt is required"):
+        load_head_config([])
+    with pytest.raises(ConfigError, match="head=mask"):
+        load_head_config(["ckpt=none", "head=mask"])
+    with pytest.raises(ConfigError, match="stride=3"):
+        load_head_config(["ckpt=none", "stride=3"])
+    with pytest.raises(ConfigError, match="label_fraction"):
+        load_head_config(["ckpt=none", "label_fraction=0"])
+
+
+def test_mirror_batch_moves_keypoints_with_the_pixels():
+    torch.manual_seed(0)
+    frames = torch.zeros(2, 3, 16, 16)
+    kp = torch.randint(0, 16, (2, 17, 2)).float()
+    vis = torch.ones(2, 17)
+    vis[0, 3] = 0
+    frames[0, 0, int(kp[0, 13, 1]), int(kp[0, 13, 0])] = 1.0  # a mark on joint 13 (l_wrist)
+    which = torch.tensor([True, False])
+    f, k, v = mirror_batch(frames, kp, vis, which)
+    perm = flip_permutation()
+    j = int(perm[13])  # l_wrist becomes r_wrist
+    assert f[0, 0, int(k[0, j, 1]), int(k[0, j, 0])] == 1.0
+    assert v[0, perm[3]] == 0 and v[0].sum() == 16
+    assert torch.equal(f[1], frames[1]) and torch.equal(k[1], kp[1])
+    back = mirror_batch(f, k, v, which)
+    assert all(torch.equal(a, b) for a, b in zip(back, (frames, kp, vis), strict=True))
