@@ -12,6 +12,7 @@ PCK@0.1 and PCK@0.2 (pooled over visible joints, threshold x max(w, h) of the ti
 pixel error, head and total GFLOPs per crop (torch.utils.flop_counter) and parameters. Frames/s
 is the speed of encoder + head + decode (no flip test) on batches of test crops, timed round-robin
 over the variants in the same process (median of rounds) and given as a ratio to heatmap stride 4.
+The last row is the no-image baseline: the mean keypoints of the labeled frames, for every crop.
 The markdown table goes to stdout and to docs/heads_2d_results.md; the raw numbers to JSON.
 """
 
@@ -27,7 +28,8 @@ from pathlib import Path
 
 import torch
 
-from css_pose.heads2d import load_head_config, predict, run_head
+from css_pose.heads2d import load_head_config, predict, run_head, score_2d
+from css_pose.linear_probe import select_labeled
 
 VARIANTS = (
     ("heatmap s4 + fusion", ["head=heatmap", "stride=4", "fusion=true"]),
@@ -92,11 +94,12 @@ def main(argv: list[str] | None = None) -> None:
             models.setdefault(name, (run.model, run.codec))
 
     first = next(iter(results.values()))[0]
-    test_frames = _test_crops(first, ckpt)
+    test_frames = _test_crops(first)
     fps = dict(
         zip(models, time_models(list(models.values()), test_frames, args.rounds), strict=True)
     )
-    rows = _table(results, fps)
+    baseline = mean_pose_scores(first, args.seeds, args.label_fraction)
+    rows = _table(results, fps, baseline)
     header = (
         f"Encoder: `{ckpt}` ({args.encoder}); labels: {first['n_labeled']} of "
         f"{first['n_train_frames']} training frames (label fraction {args.label_fraction}); "
@@ -112,12 +115,11 @@ def main(argv: list[str] | None = None) -> None:
         + "`.\n\n"
         + text
     )
-    raw = {"args": vars(args), "fps": fps, "results": results}
+    raw = {"args": vars(args), "fps": fps, "results": results, "mean_pose": baseline}
     (out / "heads_2d.json").write_text(json.dumps(raw, indent=2, default=str))
 
 
-def _test_crops(result: dict, ckpt: Path) -> torch.Tensor:
-    """64 test crops, for timing."""
+def _datamodule(result: dict):
     from omegaconf import OmegaConf
 
     from css_pose.runner import build_datamodule, prepare_data
@@ -127,11 +129,42 @@ def _test_crops(result: dict, ckpt: Path) -> torch.Tensor:
         OmegaConf.merge(cfg, {"method": {"sampling_mode": "frame"}}), prepare_data(cfg)
     )
     dm.setup()
-    frames = [b["frames"][:, 0] for b in dm.probe_dataloader(result["test_split"])]
+    return dm
+
+
+def _test_crops(result: dict) -> torch.Tensor:
+    """64 test crops, for timing."""
+    frames = [b["frames"][:, 0] for b in _datamodule(result).probe_dataloader(result["test_split"])]
     return torch.cat(frames)[:64]
 
 
-def _table(results: dict[str, list[dict]], fps: dict[str, float]) -> list[str]:
+def mean_pose_scores(result: dict, seeds: list[int], fraction: float) -> list[dict]:
+    """Scores of the no-image baseline: the mean keypoints (crop px) of each seed's labeled
+    frames, predicted for every test crop."""
+    dm = _datamodule(result)
+
+    def grab(split):
+        kp, vis = [], []
+        for batch in dm.probe_dataloader(split):
+            kp.append(batch["keypoints_2d"][:, 0])
+            vis.append(batch["visibility"][:, 0] > 0)
+        return torch.cat(kp), torch.cat(vis)
+
+    train_kp, train_vis = grab("train")
+    test_kp, test_vis = grab(result["test_split"])
+    out = []
+    for seed in seeds:
+        idx = select_labeled(len(train_kp), fraction, seed)
+        w = train_vis[idx].float()[..., None]
+        mean = (train_kp[idx] * w).sum(0) / w.sum(0).clamp_min(1)
+        metrics = score_2d(mean.expand_as(test_kp), test_kp, test_vis, (0.1, 0.2))
+        out.append({"metrics": metrics, "cost": None})
+    return out
+
+
+def _table(
+    results: dict[str, list[dict]], fps: dict[str, float], baseline: list[dict]
+) -> list[str]:
     def cell(values: list[float], fmt: str) -> str:
         mean = statistics.fmean(values)
         if len(values) == 1:
@@ -153,6 +186,12 @@ def _table(results: dict[str, list[dict]], fps: dict[str, float]) -> list[str]:
             f"{cost['head_gflops']:.4f} | {cost['total_gflops']:.4f} | {cost['head_params']:,} | "
             f"{fps[name]:.0f} | {fps[name] / base_fps:.2f} |"
         )
+    m = [r["metrics"] for r in baseline]
+    rows.append(
+        f"| mean training pose (no image) | {cell([x['pck@0.1'] for x in m], '.3f')} | "
+        f"{cell([x['pck@0.2'] for x in m], '.3f')} | {cell([x['px_error'] for x in m], '.2f')} "
+        "| - | - | - | - | - |"
+    )
     return rows
 
 
