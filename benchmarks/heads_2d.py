@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from css_pose.heads2d import load_head_config, predict, run_head, score_2d
-from css_pose.linear_probe import select_labeled
+from css_pose.linear_probe import frame_datamodule, select_labeled
 
 VARIANTS = (
     ("heatmap s4 + fusion", ["head=heatmap", "stride=4", "fusion=true"]),
@@ -122,14 +122,7 @@ def main(argv: list[str] | None = None) -> None:
 def _datamodule(result: dict):
     from omegaconf import OmegaConf
 
-    from css_pose.runner import build_datamodule, prepare_data
-
-    cfg = OmegaConf.create(result["config"])
-    dm = build_datamodule(
-        OmegaConf.merge(cfg, {"method": {"sampling_mode": "frame"}}), prepare_data(cfg)
-    )
-    dm.setup()
-    return dm
+    return frame_datamodule(OmegaConf.create(result["config"]))
 
 
 def _test_crops(result: dict) -> torch.Tensor:

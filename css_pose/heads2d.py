@@ -23,26 +23,22 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.utils.data import Subset
 from tqdm import tqdm
 
-from css_pose.checkpoint import CheckpointError, load_method
+from css_pose.checkpoint import CheckpointError
 from css_pose.codecs import CompositeCodec, HeatmapCodec, RegressionCodec
 from css_pose.config import ConfigError, compose_config, parse_cli, run_friendly
 from css_pose.linear_probe import (
-    _loader,
     frame_videos,
     git_commit,
-    no_ckpt,
-    random_init_config,
-    select_labeled,
+    make_loader,
+    prepare_labeled_run,
     tight_box_size,
-    with_checkpoint_data,
 )
 from css_pose.metrics import pck
 from css_pose.models.heads import CompositeHead, HeatmapHead, RegressionHead, flip_average
 from css_pose.models.heads.cost import head_cost
-from css_pose.runner import build_datamodule, build_loggers, prepare_data
+from css_pose.runner import build_loggers
 from css_pose.skeleton import flip_permutation
 from css_pose.viz import contact_sheet, draw_skeleton, save_png
 
@@ -174,7 +170,7 @@ def load_labeled(dataset, like, batch_size: int) -> tuple[torch.Tensor, ...]:
     """All frames of a labeled subset in memory: crops (N, 3, S, S), keypoints (N, J, 2) crop px,
     visibility (N, J)."""
     frames, kps, viss = [], [], []
-    for batch in _loader(dataset, like, batch_size, False, 0):
+    for batch in make_loader(dataset, like, batch_size, False, 0):
         frames.append(batch["frames"][:, 0])
         kps.append(batch["keypoints_2d"][:, 0])
         viss.append(batch["visibility"][:, 0])
@@ -205,34 +201,11 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
         CheckpointError: the checkpoint file is unusable (names the file and the keys).
         ValueError: no labeled frame, or the stride does not fit the crop.
     """
-    torch.manual_seed(cfg.seed)
-    if no_ckpt(cfg):
-        from css_pose.methods import build_method
-
-        method, source = build_method(random_init_config(cfg)), "random init"
-    else:
-        method, ckpt_cfg = load_method(cfg.ckpt)
-        cfg = with_checkpoint_data(cfg, ckpt_cfg, argv or [])
-        source = str(cfg.ckpt)
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-    )
-    head, codec = build_head(cfg, method.encoder)
-    model = PoseModel(method.encoder, head).to(device)
-
-    dm = build_datamodule(
-        OmegaConf.merge(cfg, {"method": {"sampling_mode": "frame"}}), prepare_data(cfg)
-    )
-    dm.setup()
-    train_loader = dm.probe_dataloader("train")
-    test_split = "test"
-    if not any(v.labeled for v in dm.index.split("test", dm.val_fraction)):
-        test_split = "val"
-        print("[css_pose] note: no labeled test split; scoring on the val split instead")
-    test_loader = dm.probe_dataloader(test_split)
-    chosen = select_labeled(len(train_loader.dataset), cfg.label_fraction, cfg.seed)
-    labeled = Subset(train_loader.dataset, chosen.tolist())
-
+    run = prepare_labeled_run(cfg, argv)
+    cfg, device, train_loader, test_loader = run.cfg, run.device, run.train_loader, run.test_loader
+    head, codec = build_head(cfg, run.method.encoder)
+    model = PoseModel(run.method.encoder, head).to(device)
+    chosen, labeled, test_split = run.chosen, run.labeled, run.test_split
     frames, kp, vis = load_labeled(labeled, train_loader, cfg.data.batch_size)
     finetune = cfg.encoder == "finetune"
     stages = None
@@ -319,7 +292,7 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
         sheet = overlay_sheet([c for _, c in crops], pred[idx], gt[idx], visible[idx])
         images = save_png(run_dir / "images" / "test_predictions.png", sheet)
     result = {
-        "checkpoint": source,
+        "checkpoint": run.source,
         "config": hparams,
         "seed": cfg.seed,
         "n_train_frames": len(train_loader.dataset),

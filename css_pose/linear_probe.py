@@ -217,7 +217,7 @@ def frame_videos(dataset, indices) -> list[str]:
     ]
 
 
-def _loader(dataset, like: DataLoader, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+def make_loader(dataset, like: DataLoader, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -297,17 +297,34 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
-    """Build (or load) the encoder, fit the probe, score it on the test split, write result.json.
+def frame_datamodule(cfg: DictConfig):
+    """The DataModule of ``cfg.data`` in frame mode (labeled frames), set up."""
+    dm = build_datamodule(
+        OmegaConf.merge(cfg, {"method": {"sampling_mode": "frame"}}), prepare_data(cfg)
+    )
+    dm.setup()
+    return dm
 
-    Args:
-        cfg: from :func:`load_probe_config`.
-        argv: the overrides ``cfg`` came from; with a checkpoint, its data.* keys override the
-            checkpoint's data config.
-    Raises:
-        CheckpointError: the checkpoint file is unusable (names the file and the keys).
-        ValueError: the method has no such feature (names the available ones), or no labels.
-    """
+
+@dataclass
+class LabeledRun:
+    """The encoder and the labeled data of a probe or head run (:func:`prepare_labeled_run`)."""
+
+    method: nn.Module
+    cfg: DictConfig  # with the checkpoint's model, method and data sections
+    source: str  # checkpoint path, or "random init"
+    device: torch.device
+    train_loader: DataLoader  # every labeled training frame, in order
+    test_loader: DataLoader
+    test_split: str
+    note: str | None
+    chosen: torch.Tensor  # indices of the labeled frames into train_loader.dataset
+    labeled: Subset
+
+
+def prepare_labeled_run(cfg: DictConfig, argv: list[str] | None) -> LabeledRun:
+    """Seed, build (ckpt=none) or load the pretraining module, pick the device, the labeled
+    fraction of the training frames and the test split (val when test has no labels)."""
     torch.manual_seed(cfg.seed)
     if no_ckpt(cfg):
         from css_pose.methods import build_method
@@ -320,24 +337,50 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     )
-    method.to(device)
-    dim = check_feature(method, cfg.feature, cfg.data.size)
-
-    dm = build_datamodule(
-        OmegaConf.merge(cfg, {"method": {"sampling_mode": "frame"}}), prepare_data(cfg)
-    )
-    dm.setup()
+    dm = frame_datamodule(cfg)
     train_loader = dm.probe_dataloader("train")
     test_split, note = "test", None
     if not any(v.labeled for v in dm.index.split("test", dm.val_fraction)):
         test_split, note = "val", "no labeled test split; scoring on the val split instead"
         print(f"[css_pose] note: {note}")
-    test_loader = dm.probe_dataloader(test_split)
+    chosen = select_labeled(len(train_loader.dataset), cfg.label_fraction, cfg.seed)
+    return LabeledRun(
+        method,
+        cfg,
+        source,
+        device,
+        train_loader,
+        dm.probe_dataloader(test_split),
+        test_split,
+        note,
+        chosen,
+        Subset(train_loader.dataset, chosen.tolist()),
+    )
 
-    train_set = train_loader.dataset
-    chosen = select_labeled(len(train_set), cfg.label_fraction, cfg.seed)
-    labeled = Subset(train_set, chosen.tolist())
-    in_order = _loader(labeled, train_loader, cfg.data.batch_size, False, cfg.seed)
+
+def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
+    """Build (or load) the encoder, fit the probe, score it on the test split, write result.json.
+
+    Args:
+        cfg: from :func:`load_probe_config`.
+        argv: the overrides ``cfg`` came from; with a checkpoint, its data.* keys override the
+            checkpoint's data config.
+    Raises:
+        CheckpointError: the checkpoint file is unusable (names the file and the keys).
+        ValueError: the method has no such feature (names the available ones), or no labels.
+    """
+    run = prepare_labeled_run(cfg, argv)
+    method, cfg, source, device = run.method, run.cfg, run.source, run.device
+    train_loader, test_loader, test_split, note = (
+        run.train_loader,
+        run.test_loader,
+        run.test_split,
+        run.note,
+    )
+    method.to(device)
+    dim = check_feature(method, cfg.feature, cfg.data.size)
+    train_set, chosen, labeled = train_loader.dataset, run.chosen, run.labeled
+    in_order = make_loader(labeled, train_loader, cfg.data.batch_size, False, cfg.seed)
 
     k = 3 if cfg.target == "3d" else 2
     # Fine-tuning keeps BatchNorm statistics frozen (eval mode): a few labeled frames in small
@@ -376,7 +419,7 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
     loggers = build_loggers(cfg, run_dir, hparams)
 
     gen = torch.Generator().manual_seed(cfg.seed)
-    shuffled = _loader(labeled, train_loader, cfg.batch_size, True, cfg.seed)
+    shuffled = make_loader(labeled, train_loader, cfg.batch_size, True, cfg.seed)
     losses = []
     bar = tqdm(range(cfg.epochs), desc=f"probe {cfg.probe} on {cfg.feature}", file=sys.stderr)
     for epoch in bar:
