@@ -10,6 +10,7 @@ videos; the scores come from the test videos, which never share a video with the
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -223,6 +224,9 @@ def make_loader(dataset, like: DataLoader, batch_size: int, shuffle: bool, seed:
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=like.num_workers,
+        # Workers (and their decoded-video caches) live across epochs: with few labels an epoch
+        # is a single step, and restarting workers every step would dominate the run.
+        persistent_workers=like.num_workers > 0,
         generator=torch.Generator().manual_seed(seed) if shuffle else None,
     )
 
@@ -421,7 +425,12 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
     gen = torch.Generator().manual_seed(cfg.seed)
     shuffled = make_loader(labeled, train_loader, cfg.batch_size, True, cfg.seed)
     losses = []
-    bar = tqdm(range(cfg.epochs), desc=f"probe {cfg.probe} on {cfg.feature}", file=sys.stderr)
+    epochs = cfg.epochs
+    if cfg.steps is not None:
+        if cfg.steps < 1:
+            raise ValueError(f"steps={cfg.steps} must be >= 1 (or null to use epochs)")
+        epochs = math.ceil(cfg.steps / math.ceil(len(labeled) / cfg.batch_size))
+    bar = tqdm(range(epochs), desc=f"probe {cfg.probe} on {cfg.feature}", file=sys.stderr)
     for epoch in bar:
         total, steps = 0.0, 0
         probe.train()
@@ -463,6 +472,7 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
         "test_split": test_split,
         "n_test_frames": len(test_loader.dataset),
         "note": note,
+        "epochs": epochs,
         "train_loss": losses,
         "metrics": metrics,
         "git_commit": git_commit(),
@@ -473,7 +483,7 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
         run_dir / "probe.pt",
     )
     for logger in loggers:
-        logger.log_metrics({f"{test_split}/{k}": v for k, v in metrics.items()}, step=cfg.epochs)
+        logger.log_metrics({f"{test_split}/{k}": v for k, v in metrics.items()}, step=epochs)
         logger.save()
         if type(logger).__name__ == "WandbLogger":
             logger.experiment.finish()
