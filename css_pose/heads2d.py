@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -39,7 +40,7 @@ from css_pose.metrics import pck
 from css_pose.models.heads import CompositeHead, HeatmapHead, RegressionHead, flip_average
 from css_pose.models.heads.cost import head_cost
 from css_pose.runner import build_loggers
-from css_pose.skeleton import flip_permutation
+from css_pose.skeleton import JOINT_NAMES, flip_permutation
 from css_pose.viz import contact_sheet, draw_skeleton, save_png
 
 HELP = """usage: python train_head.py ckpt=PATH|none [key=value ...]
@@ -132,6 +133,83 @@ class PoseModel(nn.Module):
         return self.head(self.encoder.forward_stages(frames))
 
 
+POSE_MODEL_FORMAT = "css_pose.pose2d"
+HEAD_KEYS = ("head", "stride", "sigma_px", "radius", "fusion")
+
+
+def save_pose_model(
+    path: Path, model: PoseModel, cfg: DictConfig, box_pad: float, metrics: dict, source: str
+) -> Path:
+    """Write a self-contained 2D pose model (encoder + head weights, the configs that rebuild
+    them, the crop settings and the measured test metrics) for ``css-pose predict``.
+
+    Only tensors, numbers, strings, lists and dicts: it loads with ``weights_only=True``.
+    """
+    payload = {
+        "format": POSE_MODEL_FORMAT,
+        "version": 1,
+        "joints": list(JOINT_NAMES),
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "head_config": {k: cfg[k] for k in HEAD_KEYS},
+        "crop": {"size": int(model.encoder.in_size), "box_pad": box_pad},
+        "metrics": dict(metrics),
+        "source": source,
+        "encoder": model.encoder.state_dict(),
+        "head": model.head.state_dict(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_pose_model(path: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild (PoseModel in eval mode, codec, payload) from :func:`save_pose_model`'s file.
+
+    Raises:
+        CheckpointError: unreadable file, another kind of checkpoint (e.g. a train.py
+            checkpoint), another skeleton, or weights that do not fit (names the keys).
+    """
+    from css_pose.models.encoders import build_encoder
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such model file; train one with train_head.py")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same to the user
+        raise CheckpointError(f"{path}: not a readable torch file ({err})") from err
+    if not isinstance(payload, dict) or payload.get("format") != POSE_MODEL_FORMAT:
+        hint = ""
+        if isinstance(payload, dict) and "state_dict" in payload:
+            hint = (
+                " It looks like a pretraining checkpoint from train.py: fine-tune a head on it "
+                f"first (python train_head.py ckpt={path}) and pass that run's head.pt."
+            )
+        raise CheckpointError(
+            f"{path}: not a css_pose 2D pose model (head.pt written by train_head.py).{hint}"
+        )
+    if list(payload["joints"]) != list(JOINT_NAMES):
+        raise CheckpointError(
+            f"{path}: skeleton mismatch: the model predicts {len(payload['joints'])} joints "
+            f"({', '.join(payload['joints'][:4])}, ...); css_pose expects the {len(JOINT_NAMES)} "
+            "Human3.6M joints. Retrain the head with this version of css_pose."
+        )
+    size = payload["crop"]["size"]
+    encoder = build_encoder(payload["model"]["name"], in_size=size)
+    head, codec = build_head(OmegaConf.create(payload["head_config"]), encoder)
+    model = PoseModel(encoder, head)
+    for name, module in (("encoder", encoder), ("head", head)):
+        missing, unexpected = module.load_state_dict(payload[name], strict=False)
+        if missing or unexpected:
+            raise CheckpointError(
+                f"{path}: {name} weights do not fit: missing keys {missing[:5]}, "
+                f"unexpected keys {unexpected[:5]}"
+            )
+    return model.to(device).eval(), codec, payload
+
+
 @torch.no_grad()
 def predict(
     model: PoseModel, codec, frames: torch.Tensor, flip_test: bool
@@ -164,6 +242,25 @@ def overlay_sheet(frames, pred, gt, visible, ncols: int = 6) -> np.ndarray:
         tiles.append(draw_skeleton(big, g.numpy() * 3 + 1, v.numpy()))
         labels += ["pred", "gt"]
     return contact_sheet(tiles, ncols=ncols * 2, labels=labels)
+
+
+def heatmap_sheet(frames: torch.Tensor, heatmaps: torch.Tensor, ncols: int = 6) -> np.ndarray:
+    """Each crop (B, 3, S, S) in [0, 1] under its heatmaps (B, J, h, w), max over joints, each
+    crop's map scaled to its own peak, as a JET colour overlay at 3x size. (H, W, 3) uint8."""
+    tiles = []
+    size = frames.shape[-1] * 3
+    for img, hm in zip(frames, heatmaps.float()):
+        peak = hm.amax(0).clamp_min(0)
+        peak = (peak / peak.max().clamp_min(1e-6)).numpy()
+        peak = cv2.resize(peak, (size, size), interpolation=cv2.INTER_LINEAR)
+        colour = cv2.applyColorMap((peak * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+        big = cv2.resize(
+            (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8),
+            (size, size),
+            interpolation=cv2.INTER_NEAREST,
+        )
+        tiles.append(cv2.addWeighted(big, 0.5, colour, 0.5, 0))
+    return contact_sheet(tiles, ncols=ncols)
 
 
 def load_labeled(dataset, like, batch_size: int) -> tuple[torch.Tensor, ...]:
@@ -286,11 +383,20 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
     metrics = score_2d(pred, gt, visible, cfg.pck_alphas)
     cost = head_cost(model.encoder, head, model.encoder.in_size)
 
-    images = None
+    images, heat = None, None
     if crops:
         idx = [i for i, _ in crops]
         sheet = overlay_sheet([c for _, c in crops], pred[idx], gt[idx], visible[idx])
         images = save_png(run_dir / "images" / "test_predictions.png", sheet)
+        shown = torch.stack([c for _, c in crops])
+        model.eval()
+        with torch.no_grad():
+            outputs = model(shown.to(device))
+        if "heatmaps" in outputs:
+            heat = save_png(
+                run_dir / "images" / "test_heatmaps.png",
+                heatmap_sheet(shown, outputs["heatmaps"].cpu(), ncols=cfg.num_images // 2 or 1),
+            )
     result = {
         "checkpoint": run.source,
         "config": hparams,
@@ -307,14 +413,20 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
         "git_commit": git_commit(),
     }
     (run_dir / "result.json").write_text(json.dumps(result, indent=2))
-    torch.save(
-        {"head": head.state_dict(), "encoder": model.encoder.state_dict() if finetune else None},
+    save_pose_model(
         run_dir / "head.pt",
+        model,
+        cfg,
+        box_pad=float(getattr(train_loader.dataset, "box_pad", 1.25)),
+        metrics=metrics,
+        source=run.source,
     )
     for logger in loggers:
         logger.log_metrics({f"{test_split}/{k}": v for k, v in metrics.items()}, step=cfg.epochs)
         if images is not None and hasattr(logger, "log_image"):
             logger.log_image(key="media/test_predictions", images=[str(images)], step=cfg.epochs)
+        if heat is not None and hasattr(logger, "log_image"):
+            logger.log_image(key="media/test_heatmaps", images=[str(heat)], step=cfg.epochs)
         logger.save()
         if type(logger).__name__ == "WandbLogger":
             logger.experiment.finish()

@@ -237,6 +237,80 @@ def evaluate(
     }
 
 
+LIFTER_FORMAT = "css_pose.lifter"
+
+
+def save_lifter(
+    path: str | Path, model: nn.Module, name: str, frames: int, channels: int | None, result: dict
+) -> Path:
+    """Write a lifter with what rebuilds it (``name``, ``frames``, ``channels``) and its test
+    ``result``; loads with ``weights_only=True`` (:func:`load_lifter`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": LIFTER_FORMAT,
+        "version": 1,
+        "model": name,
+        "frames": frames,
+        "channels": channels,
+        "num_joints": 17,
+        "result": {k: float(v) for k, v in result.items()},
+        "state": model.state_dict(),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_lifter(path: str | Path) -> tuple[nn.Module, dict]:
+    """(lifter in eval mode, payload) from :func:`save_lifter`'s file.
+
+    Raises:
+        CheckpointError: unreadable file, not a lifter, or weights that do not fit (names keys).
+    """
+    from css_pose.checkpoint import CheckpointError
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path}: no such lifter file; train one with python -m css_pose.lifting --save PATH"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same to the user
+        raise CheckpointError(f"{path}: not a readable torch file ({err})") from err
+    if not isinstance(payload, dict) or payload.get("format") != LIFTER_FORMAT:
+        raise CheckpointError(
+            f"{path}: not a css_pose lifter; train one with python -m css_pose.lifting --save PATH"
+        )
+    model = build_lifter(payload["model"], payload["frames"], payload["channels"])
+    missing, unexpected = model.load_state_dict(payload["state"], strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: lifter weights do not fit: missing keys {missing[:5]}, "
+            f"unexpected keys {unexpected[:5]}"
+        )
+    return model.eval(), payload
+
+
+def lift_sequence(
+    model: nn.Module, keypoints_2d: np.ndarray, width: int, height: int
+) -> np.ndarray:
+    """Lift a whole sequence: (T, 17, 2) frame px -> (T, 17, 3) root-relative metres (camera
+    axes: x right, y down, z forward). Edge frames repeat the first / last pose to fill the
+    window; the flip test is on."""
+    from css_pose.data.h36m import normalize_screen_coordinates
+
+    x = normalize_screen_coordinates(np.asarray(keypoints_2d, np.float32), width, height)
+    windows = _Windows([x], model.receptive_field())
+    out = [
+        predict(model, windows[torch.arange(i, min(i + 1024, len(x)))])
+        for i in range(0, len(x), 1024)
+    ]
+    return torch.cat(out).numpy()
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", choices=("synthetic", "videopose3d"), default="synthetic")
@@ -251,6 +325,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="1 is faster on busy cores")
+    parser.add_argument("--save", help="write the trained lifter here (for css-pose predict)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -270,6 +345,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"test MPJPE {result['mpjpe']:.1f} mm, P-MPJPE {result['p_mpjpe']:.1f} mm "
         f"({result['frames']} frames, trained in {time.perf_counter() - start:.0f} s)"
     )
+    if args.save:
+        path = save_lifter(args.save, model, args.model, args.frames, args.channels, result)
+        print(f"lifter saved to {path}")
     return result
 
 

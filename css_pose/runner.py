@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
         pck_alpha=cfg.probe.pck_alpha,
         every_n_epochs=cfg.probe.every_n_epochs,
         at_start=cfg.probe.at_start,
+        embedding_dir=run_dir / "images",
     )
     callbacks = [
         SaveOnInterrupt(ckpt_dir),
@@ -285,8 +286,29 @@ def main(argv: list[str] | None = None) -> dict:
         print(format_summary(summary))
     for logger in trainer.loggers:
         if hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
+            if trainer.is_global_zero:
+                columns, rows = summary_table(summary)
+                if rows:
+                    logger.log_table(key="summary/probe", columns=columns, data=rows)
+                logger.experiment.summary.update(
+                    {f"summary/{k}": summary[k] for k in ("global_step", "train_seconds")}
+                )
             logger.experiment.finish()
     return summary
+
+
+def summary_table(s: dict) -> tuple[list[str], list[list]]:
+    """The end-of-run W&B table: one row per probed feature, MPJPE (mm) and PCK at random init
+    and at the end of training."""
+    init, final = s.get("probe_initial") or {}, s.get("probe_final") or {}
+    columns = ["feature", "mpjpe_init_mm", "mpjpe_final_mm", "pck_init", "pck_final"]
+    features = sorted({k[: -len("_mpjpe")] for k in final if k.endswith("_mpjpe") and k != "mpjpe"})
+    rows = [
+        [f, init.get(f"{f}_mpjpe"), final.get(f"{f}_mpjpe"), init.get(f"{f}_pck"),
+         final.get(f"{f}_pck")]
+        for f in features
+    ]  # fmt: skip
+    return columns, rows
 
 
 def format_summary(s: dict) -> str:

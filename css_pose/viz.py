@@ -105,3 +105,82 @@ def save_png(path: str | Path, image: np.ndarray) -> Path:
     if not cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)):
         raise OSError(f"could not write {path}")
     return path
+
+
+def kmeans(x: np.ndarray, k: int, iters: int = 25, seed: int = 0) -> np.ndarray:
+    """Cluster labels (N,) of rows of ``x`` (N, D) by Lloyd's k-means, k-means++ seeded."""
+    rng = np.random.default_rng(seed)
+    x = np.asarray(x, np.float64)
+    k = max(1, min(k, len(x)))
+    centres = [x[rng.integers(len(x))]]
+    for _ in range(1, k):
+        d = np.min([((x - c) ** 2).sum(1) for c in centres], axis=0)
+        centres.append(x[rng.choice(len(x), p=d / d.sum())] if d.sum() > 0 else x[0])
+    c = np.stack(centres)
+    labels = np.zeros(len(x), int)
+    for _ in range(iters):
+        labels = ((x[:, None] - c[None]) ** 2).sum(-1).argmin(1)
+        c = np.stack([x[labels == j].mean(0) if (labels == j).any() else c[j] for j in range(k)])
+    return labels
+
+
+def pca_2d(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """Project (N, D) onto its first two principal components: (N, 2) and the explained share."""
+    x = np.asarray(x, np.float64)
+    x = x - x.mean(0)
+    _, s, vt = np.linalg.svd(x, full_matrices=False)
+    var = s**2
+    return x @ vt[:2].T, float(var[:2].sum() / max(var.sum(), 1e-12))
+
+
+def embedding_figure(
+    z_v: np.ndarray,
+    z_i: np.ndarray | None,
+    poses_3d: np.ndarray,
+    video_idx: np.ndarray,
+    clusters: int = 6,
+    title: str = "",
+) -> np.ndarray:
+    """PCA of z_v coloured by pose cluster beside PCA of z_i coloured by video.
+
+    Disentanglement at a glance: z_v should group frames by pose (whatever the video) and z_i by
+    video (whatever the pose). Each panel also colours by the other labelling, as a small inset
+    scatter, so the contrast is visible.
+
+    Args:
+        z_v: (N, Dv) time-variant latents. z_i: (N, Di) time-invariant latents, or None (methods
+            without a split: one panel). poses_3d: (N, J, 3) root-relative ground truth, mm, from
+            which the pose clusters come (k-means, ``clusters`` groups). video_idx: (N,) ints.
+    Returns:
+        (H, W, 3) uint8 RGB figure.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    pose_label = kmeans(np.asarray(poses_3d).reshape(len(poses_3d), -1), clusters)
+    _, video_label = np.unique(np.asarray(video_idx), return_inverse=True)
+    panels = [("z_v", z_v, pose_label, "pose cluster", video_label, "video")]
+    if z_i is not None:
+        panels.append(("z_i", z_i, video_label, "video", pose_label, "pose cluster"))
+    fig = Figure(figsize=(4.2 * len(panels), 4.2), dpi=90)
+    FigureCanvasAgg(fig)
+    for i, (name, z, colour, what, other, other_what) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        xy, share = pca_2d(z)
+        ax.scatter(xy[:, 0], xy[:, 1], c=colour, cmap="tab10", s=9, alpha=0.8, linewidths=0)
+        ax.set_title(f"{name} (PCA, {100 * share:.0f}% var.), colour = {what}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        inset = ax.inset_axes([0.70, 0.70, 0.29, 0.29])
+        inset.scatter(xy[:, 0], xy[:, 1], c=other, cmap="tab20", s=2, linewidths=0)
+        inset.set_xticks([])
+        inset.set_yticks([])
+        inset.set_title(f"by {other_what}", fontsize=6, pad=1)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()

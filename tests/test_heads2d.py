@@ -40,6 +40,9 @@ def test_head_trains_and_beats_the_untrained_head(css_ckpt, tmp_path, head):  # 
     assert saved["cost"]["head_gflops"] > 0 and saved["cost"]["head_params"] > 0
     assert (tmp_path / "trained" / "images" / "test_predictions.png").stat().st_size > 0
     assert (tmp_path / "trained" / "head.pt").exists()
+    # Heatmap-based heads also show their heatmaps over the crops.
+    heat = tmp_path / "trained" / "images" / "test_heatmaps.png"
+    assert heat.exists() == (head != "regression")
 
 
 def test_frozen_encoder_stays_put_and_finetune_moves_it(css_ckpt, tmp_path):  # noqa: F811

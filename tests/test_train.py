@@ -88,6 +88,8 @@ def test_css_run_writes_everything(tiny_root, tmp_path, capsys):
         "images/contact_sheet.png",
         "images/reconstruction_epoch002.png",
         "images/swap_epoch002.png",
+        "images/embedding_epoch000.png",  # random init
+        "images/embedding_epoch002.png",
     ):
         assert (run / rel).is_file(), rel
     rows = read_metrics(run)
@@ -102,8 +104,8 @@ def test_css_run_writes_everything(tiny_root, tmp_path, capsys):
         "probe/z_v_mpjpe",
         "probe/z_i_mpjpe",
         "probe/z_v_pck",
-        "probe_init/z_v_mpjpe",
-        "lr-AdamW",
+        "probe/init_z_v_mpjpe",
+        "train/lr",
     ):
         assert key in logged, key
     assert "online probe" in out and "z_v" in out and "z_i" in out
@@ -132,6 +134,13 @@ def test_wandb_offline_run_files(tiny_root, tmp_path, monkeypatch):
     offline = list((run / "wandb").glob(f"offline-run-*-{run_id}"))
     assert offline, list((run / "wandb").iterdir())
     assert list(offline[0].glob("*.wandb"))
+    # The end-of-run summary table (probe at init and at the end, per feature) and the media.
+    tables = list(offline[0].glob("files/media/table/summary/probe_*.table.json"))
+    assert tables, sorted(p.name for p in offline[0].rglob("*"))
+    table = json.loads(tables[0].read_text())
+    assert table["columns"][:3] == ["feature", "mpjpe_init_mm", "mpjpe_final_mm"]
+    assert {row[0] for row in table["data"]} == {"z_v", "z_i", "backbone"}
+    assert list(offline[0].glob("files/media/images/media/embedding_*.png"))
 
 
 def test_resume_matches_uninterrupted(tiny_root, tmp_path, monkeypatch):

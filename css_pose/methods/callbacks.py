@@ -13,7 +13,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from css_pose.metrics import mpjpe, pck, root_relative
 from css_pose.probe import fit_ridge_cv
-from css_pose.viz import contact_sheet, draw_skeleton, save_png
+from css_pose.viz import contact_sheet, draw_skeleton, embedding_figure, save_png
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -112,7 +112,9 @@ class OnlineProbe(pl.Callback):
     ``probe/mpjpe`` repeats the MPJPE of the method's pose feature (z_v, else backbone): it is the
     checkpoint monitor. ``z_v`` should predict pose far better than ``z_i``: that is the
     disentanglement check. With ``at_start`` the encoder is probed once before training (the
-    random-init baseline, logged at step 0 and kept in ``self.initial``).
+    random-init baseline, logged at step 0 and kept in ``self.initial``). With ``embedding_dir``
+    each probe also saves ``embedding_epoch<E>.png`` (and W&B ``media/embedding``): PCA of z_v
+    coloured by pose cluster beside z_i coloured by video (:func:`css_pose.viz.embedding_figure`).
     """
 
     def __init__(
@@ -122,8 +124,11 @@ class OnlineProbe(pl.Callback):
         pck_alpha: float = 0.2,
         every_n_epochs: int = 1,
         at_start: bool = True,
+        embedding_dir: str | Path | None = None,
     ):
         self.loader_fn = loader_fn
+        self.embedding_dir = Path(embedding_dir) if embedding_dir is not None else None
+        self._data: dict[str, torch.Tensor] | None = None
         self.alphas = list(alphas)
         self.pck_alpha = pck_alpha
         self.every_n_epochs = every_n_epochs
@@ -132,7 +137,8 @@ class OnlineProbe(pl.Callback):
         self.latest: dict[str, float] | None = None
 
     def measure(self, pl_module) -> dict[str, float]:
-        res = ridge_probe(_collect(pl_module, self.loader_fn()), self.alphas, self.pck_alpha)
+        self._data = _collect(pl_module, self.loader_fn())
+        res = ridge_probe(self._data, self.alphas, self.pck_alpha)
         res["mpjpe"] = res["z_v_mpjpe"] if "z_v_mpjpe" in res else res["backbone_mpjpe"]
         return res
 
@@ -140,8 +146,10 @@ class OnlineProbe(pl.Callback):
         if not self.at_start or trainer.global_step > 0:
             return
         self.initial = self.measure(pl_module)
+        if self.embedding_dir is not None and trainer.is_global_zero:
+            self.save_embedding(trainer, 0)
         for logger in trainer.loggers:
-            logger.log_metrics({f"probe_init/{k}": v for k, v in self.initial.items()}, step=0)
+            logger.log_metrics({f"probe/init_{k}": v for k, v in self.initial.items()}, step=0)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
@@ -149,6 +157,25 @@ class OnlineProbe(pl.Callback):
         self.latest = self.measure(pl_module)
         for k, v in self.latest.items():
             pl_module.log(f"probe/{k}", v)
+        if self.embedding_dir is not None and trainer.is_global_zero:
+            self.save_embedding(trainer, trainer.current_epoch + 1)
+
+    def save_embedding(self, trainer, epoch: int) -> Path:
+        d = self._data
+        z_v = d.get("feat/z_v", d["feat/backbone"])
+        z_i = d.get("feat/z_i")
+        image = embedding_figure(
+            z_v.numpy(),
+            None if z_i is None else z_i.numpy(),
+            root_relative(d["keypoints_3d"]).numpy(),
+            d["video_idx"].numpy(),
+            title=f"epoch {epoch}: held-out validation frames",
+        )
+        path = save_png(self.embedding_dir / f"embedding_epoch{epoch:03d}.png", image)
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image(key="media/embedding", images=[image], step=trainer.global_step)
+        return path
 
 
 def _to_uint8(images: torch.Tensor) -> np.ndarray:

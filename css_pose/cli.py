@@ -1,0 +1,47 @@
+"""The ``css-pose`` console script: ``css-pose predict ...`` and ``css-pose report RUN_DIR``.
+
+Training entry points stay scripts (``python train.py``, ``python train_head.py``,
+``python linear_probe.py``) so that Hydra-style ``key=value`` overrides read naturally.
+"""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: css-pose COMMAND [ARGS]
+
+commands:
+  predict   run a trained 2D pose model (train_head.py's head.pt) over a video:
+            keypoints JSON (COCO results), skeleton-overlay mp4, optional 3D plot
+  report    static HTML report of a run folder (train.py, linear_probe.py or train_head.py)
+
+css-pose COMMAND --help shows the command's options.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    from css_pose.checkpoint import CheckpointError
+    from css_pose.data.backends import VideoReadError
+
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "predict":
+        from css_pose.predict import main as run
+    elif command == "report":
+        from css_pose.report import main as run
+    else:
+        print(f"css-pose: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    try:
+        run(rest)
+    except (CheckpointError, VideoReadError, ValueError, FileNotFoundError) as err:
+        print(f"css-pose {command}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_cli() -> None:
+    sys.exit(main())

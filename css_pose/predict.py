@@ -1,0 +1,471 @@
+"""``css-pose predict``: run a trained 2D pose model (and optionally a lifter) over a video.
+
+    css-pose predict --model runs/head-X/head.pt --video clip.mp4 --out predictions/
+    css-pose predict --model head.pt --video clip.mp4 --boxes detections.json --out predictions/
+    css-pose predict --model head.pt --video clip.mp4 --lifter lifter.pt --out predictions/
+
+The video is decoded once, front to back, in chunks of ``--chunk`` frames (PyAV), so memory stays
+bounded whatever its length and resolution. Person boxes come from a COCO-format detection file
+(``image_id`` = 0-based frame index, ``bbox`` = [x, y, w, h] px, optional ``score`` and
+``category_id``; people are category 1), from a css_pose annotation ``.npz`` (its ``bboxes``),
+or are the whole frame when no file is given. Each box is
+cropped as in training (square, ``box_pad`` x its longer side) and the keypoints are mapped back to
+frame pixels.
+
+Writes into ``--out``:
+
+- ``keypoints.json``: COCO keypoint results, one entry per person per frame: ``image_id`` (frame
+  index), ``category_id`` 1, ``keypoints`` [x1, y1, s1, ..., x17, y17, s17] (frame px and the
+  per-joint score), ``score`` (mean joint score), ``bbox`` [x, y, w, h]. Joints are the 17
+  Human3.6M joints of ``meta.json``'s ``joints`` (not COCO's 17).
+- ``overlay.mp4``: the input with the skeleton drawn on each frame (same frame count, size, rate).
+- ``meta.json``: the video, model, joint names, frame count and the model's measured test error.
+- with ``--lifter``: ``pose3d.json`` (per frame, root-relative 3D of the best-scoring person, mm,
+  camera axes x right, y down, z forward) and ``pose3d.mp4``, an animated 3D plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from css_pose.data.backends import VideoReadError, _decode, _open_container
+from css_pose.data.transforms import crop_matrix, transform_points, warp_crop, whole_frame_box
+from css_pose.heads2d import load_pose_model, predict
+from css_pose.skeleton import JOINT_NAMES, NUM_JOINTS
+from css_pose.viz import draw_skeleton
+
+PERSON = 1
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+def load_detections(path: str | Path, min_score: float = 0.0) -> dict[int, np.ndarray]:
+    """COCO detection results -> {frame index: (P, 5) xyxy px + score}, best score first.
+
+    The file is a JSON list of ``{"image_id": frame, "bbox": [x, y, w, h], "score": s,
+    "category_id": 1}`` (a dict with an ``annotations`` list is accepted too); entries of another
+    category or below ``min_score`` are dropped. Raises ValueError naming the file and the fix.
+    """
+    path = Path(path)
+    if path.suffix == ".npz":
+        return _annotation_boxes(path)
+    hint = (
+        'expected a JSON list of {"image_id": <0-based frame index>, "bbox": [x, y, w, h], '
+        '"score": <0..1>, "category_id": 1} (COCO detection results)'
+    )
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise ValueError(f"{path}: no such detection file; {hint}") from err
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not readable JSON ({err}); {hint}") from err
+    if isinstance(data, dict):
+        data = data.get("annotations")
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: {hint}")
+    boxes: dict[int, list[list[float]]] = {}
+    for i, det in enumerate(data):
+        try:
+            frame = int(det["image_id"])
+            x, y, w, h = (float(v) for v in det["bbox"])
+            score = float(det.get("score", 1.0))
+            category = int(det.get("category_id", PERSON))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: entry {i} is malformed ({err!r}); {hint}") from err
+        if frame < 0 or w <= 0 or h <= 0 or not all(map(math.isfinite, (x, y, w, h))):
+            raise ValueError(f"{path}: entry {i} has a bad frame index or box {det['bbox']}")
+        if category == PERSON and score >= min_score:
+            boxes.setdefault(frame, []).append([x, y, x + w, y + h, score])
+    return {
+        f: np.array(sorted(b, key=lambda r: -r[4]), np.float32).reshape(-1, 5)
+        for f, b in boxes.items()
+    }
+
+
+def _annotation_boxes(path: Path) -> dict[int, np.ndarray]:
+    """Person boxes of a css_pose annotation (``bboxes`` (T, 4) or (P, T, 4) xyxy px, see
+    docs/data_format.md), e.g. the ground-truth boxes of a synthetic video, score 1."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            boxes = np.asarray(data["bboxes"], np.float32)
+    except (OSError, KeyError, ValueError) as err:
+        raise ValueError(
+            f"{path}: not a css_pose annotation with 'bboxes' ({err}); pass COCO detections "
+            "as JSON instead"
+        ) from err
+    if boxes.ndim == 2:
+        boxes = boxes[None]
+    if boxes.ndim != 3 or boxes.shape[-1] != 4:
+        raise ValueError(f"{path}: 'bboxes' has shape {boxes.shape}; expected (T, 4) or (P, T, 4)")
+    out = {}
+    for t in range(boxes.shape[1]):
+        rows = [
+            [*b, 1.0] for b in boxes[:, t] if np.isfinite(b).all() and b[2] > b[0] and b[3] > b[1]
+        ]
+        if rows:
+            out[t] = np.array(rows, np.float32)
+    return out
+
+
+@dataclass
+class VideoStream:
+    """An open input video: frames come out of :meth:`frames` one at a time, front to back."""
+
+    path: str
+    width: int
+    height: int
+    fps: Fraction
+    reported_frames: int
+    _container: av.container.InputContainer
+    _stream: av.video.stream.VideoStream
+
+    @classmethod
+    def open(cls, path: str | Path) -> VideoStream:
+        container, stream = _open_container(str(path))
+        rate = stream.average_rate or stream.guessed_rate or 30
+        stream.codec_context.thread_type = "AUTO"
+        return cls(
+            str(path), stream.width, stream.height, Fraction(rate), stream.frames or 0,
+            container, stream,
+        )  # fmt: skip
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """(H, W, 3) uint8 RGB frames in presentation order."""
+        try:
+            for frame in _decode(self._container, self._stream):
+                yield frame.to_ndarray(format="rgb24")
+        except av.FFmpegError as err:
+            raise VideoReadError(f"{self.path}: decoding failed ({err})") from err
+
+    def close(self) -> None:
+        self._container.close()
+
+
+class VideoWriter:
+    """H.264 mp4 of RGB frames, written under a temporary name and renamed when closed.
+
+    Odd frame sizes are encoded as yuv444p (4:2:0 needs even sides), so the output always has the
+    input's exact size."""
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: Fraction):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.container = av.open(str(self.tmp), "w", format="mp4")
+        self.stream = self.container.add_stream("libx264", rate=fps.limit_denominator(1001))
+        even = width % 2 == 0 and height % 2 == 0
+        self.stream.width, self.stream.height = width, height
+        self.stream.pix_fmt = "yuv420p" if even else "yuv444p"
+        self.stream.options = {"crf": "20", "preset": "veryfast"}
+        self.count = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        self.container.mux(self.stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        self.count += 1
+
+    def close(self) -> Path:
+        self.container.mux(self.stream.encode())
+        self.container.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            self.container.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
+# --- the pass over the video ----------------------------------------------------------------------
+@dataclass
+class Person:
+    frame: int
+    box: np.ndarray  # (4,) xyxy px
+    box_score: float
+    keypoints: np.ndarray  # (J, 2) frame px
+    scores: np.ndarray  # (J,)
+
+
+def predict_chunk(
+    model, codec, frames: list[np.ndarray], first: int, boxes, box_pad: float, size: int,
+    device: torch.device, flip_test: bool,
+) -> list[Person]:  # fmt: skip
+    """Crop every person of ``frames`` (frame indices ``first``...), run the model, and map the
+    keypoints back to frame pixels."""
+    crops, metas = [], []
+    for k, image in enumerate(frames):
+        h, w = image.shape[:2]
+        index = first + k
+        if boxes is None:
+            found, pad = np.array([[*whole_frame_box(w, h), 1.0]], np.float32), 1.0
+        else:
+            found, pad = boxes.get(index, np.zeros((0, 5), np.float32)), box_pad
+        for row in found:
+            matrix = crop_matrix(row[:4], size, pad)
+            crops.append(warp_crop(image, matrix, size))
+            metas.append((index, row, matrix))
+    if not crops:
+        return []
+    batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
+    with torch.no_grad():
+        kp, scores = predict(model, codec, batch.to(device), flip_test)
+    out = []
+    for (index, row, matrix), k, s in zip(metas, kp.cpu().numpy(), scores.cpu().numpy()):
+        inverse = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2]
+        out.append(Person(index, row[:4], float(row[4]), transform_points(k, inverse), s))
+    return out
+
+
+def coco_entry(person: Person) -> dict:
+    kps = np.concatenate([person.keypoints, person.scores[:, None]], axis=1)
+    x1, y1, x2, y2 = (float(v) for v in person.box)
+    return {
+        "image_id": person.frame,
+        "category_id": PERSON,
+        "keypoints": [round(float(v), 2) for v in kps.reshape(-1)],
+        "score": round(float(person.scores.mean()), 4),
+        "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+    }
+
+
+def run_predict(
+    model_path: str | Path,
+    video: str | Path,
+    out: str | Path,
+    boxes_path: str | Path | None = None,
+    lifter_path: str | Path | None = None,
+    chunk: int = 32,
+    min_box_score: float = 0.3,
+    flip_test: bool = True,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
+    """Predict keypoints for every frame of ``video``; see the module docstring for the outputs.
+
+    Returns ``meta.json``'s content. Raises CheckpointError (bad model or lifter file),
+    VideoReadError (unreadable video) or ValueError (bad detection file), each naming the file.
+    """
+    dev = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    )
+    model, codec, payload = load_pose_model(model_path, dev)
+    lifter = None
+    if lifter_path is not None:
+        from css_pose.lifting import load_lifter
+
+        lifter, lifter_payload = load_lifter(lifter_path)
+    boxes = load_detections(boxes_path, min_box_score) if boxes_path else None
+    size, box_pad = payload["crop"]["size"], payload["crop"]["box_pad"]
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    source = VideoStream.open(video)
+    writer = VideoWriter(out / "overlay.mp4", source.width, source.height, source.fps)
+    entries: list[dict] = []
+    best: dict[int, Person] = {}  # frame -> best-scoring person, for the lifter
+    n_frames = 0
+    bar = tqdm(
+        total=source.reported_frames or None, unit="frame", desc="predict", disable=not progress,
+        file=sys.stderr,
+    )  # fmt: skip
+
+    def flush(frames: list[np.ndarray], first: int) -> None:
+        people = predict_chunk(model, codec, frames, first, boxes, box_pad, size, dev, flip_test)
+        for person in people:
+            entries.append(coco_entry(person))
+            if person.frame not in best or person.box_score > best[person.frame].box_score:
+                best[person.frame] = person
+        drawn = [f.copy() for f in frames]
+        for person in people:
+            image = drawn[person.frame - first]
+            drawn[person.frame - first] = draw_skeleton(image, person.keypoints)
+        for image in drawn:
+            writer.write(image)
+        bar.update(len(frames))
+
+    try:
+        pending: list[np.ndarray] = []
+        for image in source.frames():
+            pending.append(image)
+            n_frames += 1
+            if len(pending) == chunk:
+                flush(pending, n_frames - len(pending))
+                pending = []
+        if pending:
+            flush(pending, n_frames - len(pending))
+        if n_frames == 0:
+            raise VideoReadError(f"{video}: no decodable frames")
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        bar.close()
+        source.close()
+
+    unused = sorted(f for f in (boxes or {}) if f >= n_frames)
+    meta = {
+        "video": str(video),
+        "model": str(model_path),
+        "frames": n_frames,
+        "width": source.width,
+        "height": source.height,
+        "fps": float(source.fps),
+        "joints": list(JOINT_NAMES),
+        "boxes": str(boxes_path) if boxes_path else "whole frame",
+        "people": len(entries),
+        "frames_with_people": len(best),
+        "model_test_metrics": payload.get("metrics", {}),
+        "outputs": {"keypoints": "keypoints.json", "overlay": "overlay.mp4"},
+    }
+    if unused:
+        meta["warning"] = (
+            f"{len(unused)} detections name frames past the video's end (first: {unused[0]}); "
+            "image_id must be the 0-based frame index"
+        )
+        print(f"[css_pose] warning: {meta['warning']}", file=sys.stderr)
+    _write_json(out / "keypoints.json", entries)
+
+    if lifter is not None:
+        if not best:
+            raise ValueError(f"{video}: no person found in any frame; nothing to lift")
+        from css_pose.lifting import lift_sequence
+
+        track = fill_track(best, n_frames)
+        pose3d = 1000.0 * lift_sequence(lifter, track, source.width, source.height)  # mm
+        _write_json(
+            out / "pose3d.json",
+            {
+                "units": "mm, root-relative, camera axes (x right, y down, z forward)",
+                "joints": list(JOINT_NAMES),
+                "lifter": str(lifter_path),
+                "lifter_test_metrics": lifter_payload.get("result", {}),
+                "frames": [
+                    {"image_id": t, "keypoints_3d": np.round(p, 1).tolist(), "observed": t in best}
+                    for t, p in enumerate(pose3d)
+                ],
+            },
+        )
+        animate_3d(pose3d, out / "pose3d.mp4", source.fps, progress=progress)
+        meta["outputs"].update({"pose3d": "pose3d.json", "pose3d_video": "pose3d.mp4"})
+    _write_json(out / "meta.json", meta)
+    return meta
+
+
+def fill_track(best: dict[int, Person], n_frames: int) -> np.ndarray:
+    """(T, J, 2) keypoints of the best person per frame; frames without one take the nearest
+    earlier frame's pose (the first found pose before it)."""
+    track = np.zeros((n_frames, NUM_JOINTS, 2), np.float32)
+    first = min(best)
+    last = best[first].keypoints
+    for t in range(n_frames):
+        if t in best:
+            last = best[t].keypoints
+        track[t] = last
+    return track
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+# --- 3D animation ---------------------------------------------------------------------------------
+def animate_3d(pose3d: np.ndarray, path: Path, fps: Fraction, progress: bool = True) -> Path:
+    """Render (T, 17, 3) mm poses as an mp4 of a rotating-free 3D skeleton plot (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from css_pose.skeleton import BONES, joint_side
+    from css_pose.viz import SIDE_COLOURS
+
+    colours = {side: tuple(c / 255 for c in rgb) for side, rgb in SIDE_COLOURS.items()}
+    span = max(float(np.abs(pose3d).max()), 1.0)
+    fig = plt.figure(figsize=(4, 4), dpi=80)
+    ax = fig.add_subplot(projection="3d")
+    writer = None
+    try:
+        for t, pose in enumerate(
+            tqdm(pose3d, desc="3D plot", disable=not progress, file=sys.stderr)
+        ):
+            ax.cla()
+            # Camera axes to plot axes: x right, z (depth) into the page, -y up.
+            xs, ys, zs = pose[:, 0], pose[:, 2], -pose[:, 1]
+            for parent, child in BONES:
+                ax.plot(
+                    [xs[parent], xs[child]], [ys[parent], ys[child]], [zs[parent], zs[child]],
+                    color=colours[joint_side(child)], lw=2,
+                )  # fmt: skip
+            ax.scatter(xs, ys, zs, s=6, color="k")
+            ax.set_xlim(-span, span)
+            ax.set_ylim(-span, span)
+            ax.set_zlim(-span, span)
+            ax.set_xlabel("x (mm)")
+            ax.set_ylabel("depth (mm)")
+            ax.set_zlabel("up (mm)")
+            ax.set_title(f"frame {t}")
+            fig.canvas.draw()
+            image = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+            if writer is None:
+                h, w = image.shape[:2]
+                writer = VideoWriter(path, w - w % 2, h - h % 2, fps)
+            writer.write(np.ascontiguousarray(image[: writer.stream.height, : writer.stream.width]))
+        if writer is not None:
+            writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        plt.close(fig)
+    return path
+
+
+# --- command line ---------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        prog="css-pose predict",
+        description="Run a trained 2D pose model (train_head.py's head.pt) over a video.",
+    )
+    parser.add_argument("--model", "--ckpt", dest="model", required=True,
+                        help="head.pt written by train_head.py")  # fmt: skip
+    parser.add_argument("--video", required=True, help="input video (any length and size)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--boxes",
+        help="COCO detection results JSON, or a css_pose annotation .npz (default: "
+        "the whole frame)",
+    )
+    parser.add_argument("--lifter", help="lifter file from python -m css_pose.lifting --save")
+    parser.add_argument("--chunk", type=int, default=32, help="frames decoded per batch")
+    parser.add_argument("--min-box-score", type=float, default=0.3)
+    parser.add_argument("--no-flip-test", action="store_true", help="faster, a little less exact")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    if args.chunk < 1:
+        parser.error("--chunk must be >= 1")
+    meta = run_predict(
+        args.model, args.video, args.out, args.boxes, args.lifter, args.chunk,
+        args.min_box_score, not args.no_flip_test, args.device,
+    )  # fmt: skip
+    out = Path(args.out)
+    print(
+        f"[css_pose] {meta['frames']} frames, {meta['people']} people -> "
+        f"{out / 'keypoints.json'}, {out / 'overlay.mp4'}"
+        + (f", {out / 'pose3d.mp4'}" if "pose3d" in meta["outputs"] else "")
+    )
+    return meta

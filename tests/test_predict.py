@@ -1,0 +1,150 @@
+"""css-pose predict end to end: a head trained on a tiny synthetic set, run over a generated video."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_heads2d import head_args
+from test_linear_probe import css_ckpt, one_thread, probe_root  # noqa: F401 (fixtures)
+
+from css_pose.checkpoint import CheckpointError
+from css_pose.cli import main as cli
+from css_pose.data.backends import VideoReadError, probe_video
+from css_pose.data.synthetic.io import write_mp4
+from css_pose.heads2d import load_pose_model
+from css_pose.heads2d import main as train_head
+from css_pose.lifting import build_lifter, save_lifter
+from css_pose.predict import load_detections, run_predict
+
+
+@pytest.fixture(scope="module")
+def trained(css_ckpt, tmp_path_factory):  # noqa: F811
+    """A composite head fine-tuned on every labeled training frame; its measured test error."""
+    run = tmp_path_factory.mktemp("head")
+    result = train_head(
+        head_args(css_ckpt, run, head="composite", encoder="finetune", epochs=15, num_images=0)
+    )
+    return run / "head.pt", result
+
+
+def labeled_test_video(root: Path) -> tuple[Path, dict]:
+    manifest = json.loads((root / "manifest.json").read_text())
+    entry = next(v for v in manifest["videos"] if v["split"] == "test")
+    with np.load(root / entry["annotation"]) as ann:
+        labels = {k: ann[k] for k in ("keypoints_2d", "visibility", "bboxes")}
+    return root / entry["video"], labels
+
+
+def write_detections(path: Path, boxes: np.ndarray) -> Path:
+    dets = [
+        {"image_id": t, "category_id": 1, "score": 0.9,
+         "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]}
+        for t, b in enumerate(boxes)
+    ]  # fmt: skip
+    # A low-score and a non-person detection that must be ignored.
+    dets.append({"image_id": 0, "category_id": 1, "score": 0.05, "bbox": [0, 0, 5, 5]})
+    dets.append({"image_id": 1, "category_id": 3, "score": 0.99, "bbox": [0, 0, 5, 5]})
+    path.write_text(json.dumps(dets))
+    return path
+
+
+def test_predict_matches_ground_truth_within_measured_accuracy(trained, probe_root, tmp_path):  # noqa: F811
+    model, result = trained
+    video, labels = labeled_test_video(probe_root)
+    boxes = write_detections(tmp_path / "dets.json", labels["bboxes"])
+    out = tmp_path / "pred"
+    assert cli(["predict", "--model", str(model), "--video", str(video), "--boxes", str(boxes),
+                "--out", str(out)]) == 0  # fmt: skip
+
+    entries = json.loads((out / "keypoints.json").read_text())
+    n = len(labels["bboxes"])
+    assert sorted(e["image_id"] for e in entries) == list(range(n))  # one person per frame
+    kp = np.array([e["keypoints"] for e in sorted(entries, key=lambda e: e["image_id"])])
+    kp = kp.reshape(n, 17, 3)
+    assert ((kp[..., 2] >= 0) & (kp[..., 2] <= 1.0 + 1e-6)).all()  # per-joint scores
+    vis = labels["visibility"] > 0
+    err = np.linalg.norm(kp[..., :2] - labels["keypoints_2d"], axis=-1)[vis].mean()
+    # The head's test error is in crop px; a crop covers box_pad x the box's longer side.
+    b = labels["bboxes"]
+    crop_to_frame = (np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) * 1.25 / 64).mean()
+    measured = result["metrics"]["px_error"] * crop_to_frame
+    assert err <= 1.5 * measured + 1.0, (err, measured)
+    # ... and far better than an untrained guess would be: the tolerance is meaningful.
+    mean_pose = labels["keypoints_2d"][vis].mean(0)
+    assert err < 0.8 * np.linalg.norm(labels["keypoints_2d"][vis] - mean_pose, axis=-1).mean()
+
+    info, src = probe_video(out / "overlay.mp4"), probe_video(video)
+    assert (info.num_frames, info.width, info.height) == (src.num_frames, src.width, src.height)
+    assert info.fps == pytest.approx(src.fps)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["frames"] == n and meta["people"] == n
+    assert meta["model_test_metrics"]["px_error"] == pytest.approx(result["metrics"]["px_error"])
+
+    # The video's own annotation (.npz) gives the same boxes, hence the same keypoints.
+    run_predict(
+        model, video, tmp_path / "npz", boxes_path=video.with_suffix(".npz"), progress=False
+    )
+    again = json.loads((tmp_path / "npz" / "keypoints.json").read_text())
+    # (the JSON boxes went through x, y, w, h in float: equal up to rounding)
+    np.testing.assert_allclose(
+        [e["keypoints"] for e in again], [e["keypoints"] for e in entries], atol=0.05
+    )
+
+
+def test_whole_frame_odd_size_and_lifter(trained, tmp_path):
+    """No detection file: one person per frame from the whole frame; odd sizes keep their size;
+    a lifter adds pose3d.json and an animated plot."""
+    model, _ = trained
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (7, 49, 65, 3), dtype=np.uint8)
+    video = tmp_path / "odd.mkv"
+    import av
+
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 65, 49, "bgr0"
+        for f in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        container.mux(stream.encode())
+    lifter = build_lifter("tcn", 3, channels=16)
+    lifter_path = save_lifter(tmp_path / "lifter.pt", lifter, "tcn", 3, 16, {"mpjpe": 1.0})
+    out = tmp_path / "pred"
+    meta = run_predict(model, video, out, lifter_path=lifter_path, chunk=3, progress=False)
+    assert meta["frames"] == 7 and meta["people"] == 7
+    info = probe_video(out / "overlay.mp4")
+    assert (info.num_frames, info.width, info.height) == (7, 65, 49)
+    pose3d = json.loads((out / "pose3d.json").read_text())
+    assert len(pose3d["frames"]) == 7
+    arr = np.array([f["keypoints_3d"] for f in pose3d["frames"]])
+    assert arr.shape == (7, 17, 3) and np.isfinite(arr).all()
+    assert probe_video(out / "pose3d.mp4").num_frames == 7
+
+
+def test_bad_inputs_name_the_file(trained, css_ckpt, tmp_path, capsys):  # noqa: F811
+    model, _ = trained
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    with pytest.raises(VideoReadError, match="broken.mp4"):
+        run_predict(model, broken, tmp_path / "o1", progress=False)
+    assert not (tmp_path / "o1" / "overlay.mp4").exists()
+    # A pretraining checkpoint is not a pose model: the message says what to do.
+    with pytest.raises(CheckpointError, match="train_head.py"):
+        load_pose_model(css_ckpt)
+    payload = torch.load(model, weights_only=True)
+    payload["joints"] = payload["joints"][:13]
+    torch.save(payload, tmp_path / "penn.pt")
+    with pytest.raises(CheckpointError, match="skeleton mismatch"):
+        load_pose_model(tmp_path / "penn.pt")
+    (tmp_path / "dets.json").write_text('[{"image_id": 0}]')
+    with pytest.raises(ValueError, match="dets.json: entry 0"):
+        load_detections(tmp_path / "dets.json")
+    # The console script prints one line naming the file and exits 1, without a traceback.
+    video = tmp_path / "v.mp4"
+    write_mp4(video, np.zeros((2, 64, 64, 3), np.uint8), 10)
+    code = cli(["predict", "--model", str(css_ckpt), "--video", str(video), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1 and str(css_ckpt) in err and "Traceback" not in err
