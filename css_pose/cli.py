@@ -36,11 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"css-pose: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
     try:
-        run(rest)
+        code = run(rest)
     except (CheckpointError, VideoReadError, ValueError, FileNotFoundError) as err:
         print(f"css-pose {command}: error: {err}", file=sys.stderr)
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def run_cli() -> None:

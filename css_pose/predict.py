@@ -270,7 +270,13 @@ def run_predict(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    source = VideoStream.open(video)
+    try:
+        source = VideoStream.open(video)
+    except VideoReadError as err:
+        raise VideoReadError(
+            f"{err}. Check the path; if the file plays elsewhere, re-encode it "
+            "(ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4) and pass OUT.mp4"
+        ) from err
     writer = VideoWriter(out / "overlay.mp4", source.width, source.height, source.fps)
     entries: list[dict] = []
     best: dict[int, Person] = {}  # frame -> best-scoring person, for the lifter

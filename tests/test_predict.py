@@ -148,3 +148,6 @@ def test_bad_inputs_name_the_file(trained, css_ckpt, tmp_path, capsys):  # noqa:
     code = cli(["predict", "--model", str(css_ckpt), "--video", str(video), "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 1 and str(css_ckpt) in err and "Traceback" not in err
+    assert cli([]) == 2 and cli(["train"]) == 2
+    assert cli(["report", str(tmp_path / "no_run_here")]) == 2
+    assert "no_run_here" in capsys.readouterr().err
