@@ -50,6 +50,7 @@ ABLATIONS = {
 ABLATION_FRACTION = 0.1
 RANDOM = "random init"
 SUPERVISED = "supervised"
+MEAN_POSE = "mean pose (no image)"
 # Issue 4's targets (frozen encoder, 3D MPJPE): CSS / random init and CSS / plain temporal.
 TARGETS = {RANDOM: 0.7, "plain_temporal": 0.85}
 
@@ -149,6 +150,50 @@ def record(rows: list[dict], method: str, encoder: str, fraction: float, seed: i
     )
 
 
+def mean_pose_runs(probe_args: list[str], fractions, seeds) -> list[dict]:
+    """The no-image baseline: the mean root-relative 3D pose of the labeled frames (the same
+    frames the probes get at each fraction and seed), predicted for every test frame."""
+    import torch
+
+    from css_pose.linear_probe import (
+        compute_metrics,
+        load_probe_config,
+        prepare_labeled_run,
+        targets_of,
+    )
+
+    rows = []
+    for seed in seeds:
+        for fraction in fractions:
+            argv = [*probe_args, f"label_fraction={fraction}", f"seed={seed}"]
+            run = prepare_labeled_run(load_probe_config(argv), argv)
+            if not rows:  # the test labels do not depend on the fraction or seed
+                test = [targets_of(b, "3d") for b in run.test_loader]
+                test_kp = torch.cat([kp for kp, _ in test])
+                test_mask = torch.cat([m for _, m in test])
+                train = [targets_of(b, "3d") for b in run.train_loader]
+                train_kp = torch.cat([kp for kp, _ in train])
+                train_ok = torch.cat([m for _, m in train]).all(1)
+            chosen = run.chosen[train_ok[run.chosen]]
+            mean = train_kp[chosen].mean(0, keepdim=True).expand_as(test_kp)
+            metrics = compute_metrics(mean, test_kp, test_mask, "3d")
+            rows.append(
+                {
+                    "method": MEAN_POSE,
+                    "encoder": "none",
+                    "fraction": fraction,
+                    "seed": seed,
+                    "n_labeled": len(run.chosen),
+                    "n_test_frames": len(test_kp),
+                    "test_split": run.test_split,
+                    "feature": "none",
+                    "checkpoint": "none",
+                    "metrics": metrics,
+                }
+            )
+    return rows
+
+
 # --- tables ---------------------------------------------------------------------------------------
 def cell(rows: list[dict], metric: str = "mpjpe") -> tuple[float, float, int] | None:
     values = [r["metrics"][metric] for r in rows if math.isfinite(r["metrics"][metric])]
@@ -193,6 +238,9 @@ def markdown(study: dict) -> str:
                 fmt(cell(select(rows, method=m, encoder=encoder, fraction=f))) for f in fractions
             ]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        if encoder == "frozen":
+            cells = [fmt(cell(select(rows, method=MEAN_POSE, fraction=f))) for f in fractions]
+            lines.append(f"| {MEAN_POSE} | " + " | ".join(cells) + " |")
         if encoder == "finetune":
             cells = [fmt(cell(select(rows, method=SUPERVISED, fraction=f))) for f in fractions]
             lines.append(f"| {SUPERVISED} from scratch | " + " | ".join(cells) + " |")
@@ -223,13 +271,13 @@ def markdown(study: dict) -> str:
             f"**Ablation**: frozen linear probe at {f:g} labels; online probe (ridge on val "
             "videos, end of pretraining) beside it",
             "",
-            "| encoder | test MPJPE (mm) | online probe z_v (mm) | pretraining steps, s |",
+            "| encoder | test MPJPE (mm) | online probe z_v, end of pretraining (mm) | pretraining steps, s |",
             "|---|---|---|---|",
         ]
         for m in ["css", *study["ablations"]]:
             c = cell(select(rows, method=m, encoder="frozen", fraction=f))
             s = study["pretraining"].get(m, {})
-            online = (s.get("probe_final") or {}).get("z_v_mpjpe")
+            online = (s.get("probe_final") or {}).get("mpjpe")
             online_s = f"{online:.1f}" if online is not None else "off"
             cost = f"{s.get('global_step', '?')}, {s.get('train_seconds', '?')}"
             lines.append(f"| {m} | {fmt(c)} | {online_s} | {cost} |")
@@ -237,12 +285,12 @@ def markdown(study: dict) -> str:
 
     lines += ["**Pretraining** (the same schedule for every method)", ""]
     lines += [
-        "| method | steps | seconds | online probe z_v at init -> end (mm) |",
+        "| method | steps | seconds | online probe at init -> end (mm; z_v, SimCLR backbone) |",
         "|---|---|---|---|",
     ]
     for m, s in study["pretraining"].items():
-        init = (s.get("probe_initial") or {}).get("z_v_mpjpe")
-        end = (s.get("probe_final") or {}).get("z_v_mpjpe")
+        init = (s.get("probe_initial") or {}).get("mpjpe")
+        end = (s.get("probe_final") or {}).get("mpjpe")
         probe_s = f"{init:.1f} -> {end:.1f}" if init is not None and end is not None else "off"
         lines.append(f"| {m} | {s.get('global_step')} | {s.get('train_seconds')} | {probe_s} |")
     return "\n".join(lines) + "\n"
@@ -260,7 +308,7 @@ def plot(study: dict, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     colors = {}
     curves = [(m, e) for e in ("frozen", "finetune") for m in [*study["methods"], RANDOM]]
-    curves.append((SUPERVISED, None))
+    curves += [(SUPERVISED, None), (MEAN_POSE, None)]
     for method, encoder in curves:
         pts = []
         for f in fractions:
@@ -274,6 +322,8 @@ def plot(study: dict, path: Path) -> Path:
             continue
         xs, ys, es = zip(*pts)
         style = {"frozen": "-", "finetune": "--", None: ":"}[encoder]
+        if method == MEAN_POSE:
+            colors.setdefault(method, "0.4")
         line = ax.errorbar(
             xs,
             ys,
@@ -281,7 +331,9 @@ def plot(study: dict, path: Path) -> Path:
             fmt=style + "o",
             capsize=3,
             color=colors.get(method),
-            label=f"{method} ({encoder})" if encoder else f"{method} from scratch",
+            label=f"{method} ({encoder})"
+            if encoder
+            else (method if method == MEAN_POSE else f"{method} from scratch"),
         )
         colors.setdefault(method, line[0].get_color())
     ax.set_xscale("log")
@@ -406,6 +458,13 @@ def main(argv: list[str] | None = None) -> dict:
         if method == RANDOM:
             return ["ckpt=none", "feature=z_v", *random_args]
         return [f"ckpt={ckpts[method]}", f"feature={METHODS.get(method, (None, 'z_v'))[1]}"]
+
+    if "frozen" in args.stages:
+        cache = out / "mean_pose.json"
+        if not cache.exists():
+            rows = mean_pose_runs([*probe_common, "ckpt=none", *random_args], fractions, seeds)
+            cache.write_text(json.dumps(rows, indent=2))
+        study["runs"] += json.loads(cache.read_text())
 
     for encoder in ("frozen", "finetune"):
         if encoder not in args.stages:

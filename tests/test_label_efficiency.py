@@ -40,8 +40,17 @@ def test_quick_study_runs_every_cell(quick):
         2 * 4 * len(fractions) * len(seeds)  # frozen + finetune x (3 methods + random init)
         + len(study["ablations"]) * len(seeds)
         + len(fractions) * len(seeds)  # supervised
+        + len(fractions) * len(seeds)  # mean pose, no image
     )
     assert len(runs) == expected
+    # The no-image baseline is fitted on the same labeled frames as the probes.
+    for r in runs:
+        if r["method"] == "mean pose (no image)":
+            probe = next(
+                p for p in runs
+                if p["method"] == "css" and (p["fraction"], p["seed"]) == (r["fraction"], r["seed"])
+            )  # fmt: skip
+            assert r["n_labeled"] == probe["n_labeled"]
     for r in runs:
         assert math.isfinite(r["metrics"]["mpjpe"]) and r["metrics"]["mpjpe"] > 0
         assert r["test_split"] == "test"
@@ -56,7 +65,8 @@ def test_quick_study_runs_every_cell(quick):
     on_disk = json.loads((out / "label_efficiency.json").read_text())
     assert len(on_disk["runs"]) == expected
     text = table.read_text()
-    for name in ("css", "plain_temporal", "simclr", "random init", "supervised from scratch"):
+    names = ("css", "plain_temporal", "simclr", "random init", "supervised from scratch")
+    for name in (*names, "mean pose (no image)"):
         assert f"| {name} |" in text
     assert "not run" not in text
     assert "CSS / random init" in text and "Ablation" in text
