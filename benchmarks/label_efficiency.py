@@ -159,36 +159,35 @@ def mean_pose_runs(probe_args: list[str], fractions, seeds) -> list[dict]:
         compute_metrics,
         load_probe_config,
         prepare_labeled_run,
+        select_labeled,
         targets_of,
     )
 
+    # One set-up: the labeled subsets are select_labeled(n, fraction, seed), as in every probe.
+    run = prepare_labeled_run(load_probe_config(probe_args), probe_args)
+    test = [targets_of(b, "3d") for b in run.test_loader]
+    test_kp = torch.cat([kp for kp, _ in test])
+    test_mask = torch.cat([m for _, m in test])
+    train = [targets_of(b, "3d") for b in run.train_loader]
+    train_kp = torch.cat([kp for kp, _ in train])
+    train_ok = torch.cat([m for _, m in train]).all(1)
     rows = []
     for seed in seeds:
         for fraction in fractions:
-            argv = [*probe_args, f"label_fraction={fraction}", f"seed={seed}"]
-            run = prepare_labeled_run(load_probe_config(argv), argv)
-            if not rows:  # the test labels do not depend on the fraction or seed
-                test = [targets_of(b, "3d") for b in run.test_loader]
-                test_kp = torch.cat([kp for kp, _ in test])
-                test_mask = torch.cat([m for _, m in test])
-                train = [targets_of(b, "3d") for b in run.train_loader]
-                train_kp = torch.cat([kp for kp, _ in train])
-                train_ok = torch.cat([m for _, m in train]).all(1)
-            chosen = run.chosen[train_ok[run.chosen]]
-            mean = train_kp[chosen].mean(0, keepdim=True).expand_as(test_kp)
-            metrics = compute_metrics(mean, test_kp, test_mask, "3d")
+            chosen = select_labeled(len(train_kp), fraction, seed)
+            mean = train_kp[chosen[train_ok[chosen]]].mean(0, keepdim=True).expand_as(test_kp)
             rows.append(
                 {
                     "method": MEAN_POSE,
                     "encoder": "none",
                     "fraction": fraction,
                     "seed": seed,
-                    "n_labeled": len(run.chosen),
+                    "n_labeled": len(chosen),
                     "n_test_frames": len(test_kp),
                     "test_split": run.test_split,
                     "feature": "none",
                     "checkpoint": "none",
-                    "metrics": metrics,
+                    "metrics": compute_metrics(mean, test_kp, test_mask, "3d"),
                 }
             )
     return rows

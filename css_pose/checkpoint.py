@@ -12,15 +12,24 @@ class CheckpointError(ValueError):
     """The file is not a usable css_pose checkpoint; the message names the file and the problem."""
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """``torch.load`` with ``weights_only=True``: plain tensors and containers, no pickled code."""
+def read_torch_file(path: str | Path, kind: str = "checkpoint", hint: str = ""):
+    """``torch.load`` with ``weights_only=True``: plain tensors and containers, no pickled code.
+
+    CheckpointError naming the file when it is missing (``hint`` says where one comes from) or
+    unreadable; ``kind`` names what it should be ("checkpoint", "model", "lifter")."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise CheckpointError(f"{path}: no such {kind} file{hint}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({e})") from None
+        raise CheckpointError(f"{path}: not a readable torch {kind} ({e})") from None
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A train.py checkpoint (:func:`read_torch_file`) with its state dict and config."""
+    path = Path(path)
+    ckpt = read_torch_file(path)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{path}: has no 'state_dict'; is it a css_pose train.py checkpoint?")
     if not ckpt.get("css_pose_config"):

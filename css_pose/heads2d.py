@@ -171,15 +171,11 @@ def load_pose_model(path: str | Path, device: str | torch.device = "cpu"):
         CheckpointError: unreadable file, another kind of checkpoint (e.g. a train.py
             checkpoint), another skeleton, or weights that do not fit (names the keys).
     """
+    from css_pose.checkpoint import load_strict, read_torch_file
     from css_pose.models.encoders import build_encoder
 
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such model file; train one with train_head.py")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same to the user
-        raise CheckpointError(f"{path}: not a readable torch file ({err})") from err
+    payload = read_torch_file(path, "model", "; train one with train_head.py")
     if not isinstance(payload, dict) or payload.get("format") != POSE_MODEL_FORMAT:
         hint = ""
         if isinstance(payload, dict) and "state_dict" in payload:
@@ -200,13 +196,8 @@ def load_pose_model(path: str | Path, device: str | torch.device = "cpu"):
     encoder = build_encoder(payload["model"]["name"], in_size=size)
     head, codec = build_head(OmegaConf.create(payload["head_config"]), encoder)
     model = PoseModel(encoder, head)
-    for name, module in (("encoder", encoder), ("head", head)):
-        missing, unexpected = module.load_state_dict(payload[name], strict=False)
-        if missing or unexpected:
-            raise CheckpointError(
-                f"{path}: {name} weights do not fit: missing keys {missing[:5]}, "
-                f"unexpected keys {unexpected[:5]}"
-            )
+    load_strict(encoder, payload["encoder"], path)
+    load_strict(head, payload["head"], path)
     return model.to(device).eval(), codec, payload
 
 

@@ -269,28 +269,15 @@ def load_lifter(path: str | Path) -> tuple[nn.Module, dict]:
     Raises:
         CheckpointError: unreadable file, not a lifter, or weights that do not fit (names keys).
     """
-    from css_pose.checkpoint import CheckpointError
+    from css_pose.checkpoint import CheckpointError, load_strict, read_torch_file
 
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"{path}: no such lifter file; train one with python -m css_pose.lifting --save PATH"
-        )
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same to the user
-        raise CheckpointError(f"{path}: not a readable torch file ({err})") from err
+    hint = "; train one with python -m css_pose.lifting --save PATH"
+    payload = read_torch_file(path, "lifter", hint)
     if not isinstance(payload, dict) or payload.get("format") != LIFTER_FORMAT:
-        raise CheckpointError(
-            f"{path}: not a css_pose lifter; train one with python -m css_pose.lifting --save PATH"
-        )
+        raise CheckpointError(f"{path}: not a css_pose lifter{hint}")
     model = build_lifter(payload["model"], payload["frames"], payload["channels"])
-    missing, unexpected = model.load_state_dict(payload["state"], strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: lifter weights do not fit: missing keys {missing[:5]}, "
-            f"unexpected keys {unexpected[:5]}"
-        )
+    load_strict(model, payload["state"], path)
     return model.eval(), payload
 
 

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from css_pose.data.backends import VideoReadError, _decode, _open_container
+from css_pose.data.backends import VideoReadError, VideoWriter, _decode, _open_container
 from css_pose.data.transforms import crop_matrix, transform_points, warp_crop, whole_frame_box
 from css_pose.heads2d import load_pose_model, predict
 from css_pose.skeleton import JOINT_NAMES, NUM_JOINTS
@@ -151,40 +151,6 @@ class VideoStream:
 
     def close(self) -> None:
         self._container.close()
-
-
-class VideoWriter:
-    """H.264 mp4 of RGB frames, written under a temporary name and renamed when closed.
-
-    Odd frame sizes are encoded as yuv444p (4:2:0 needs even sides), so the output always has the
-    input's exact size."""
-
-    def __init__(self, path: str | Path, width: int, height: int, fps: Fraction):
-        self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self.container = av.open(str(self.tmp), "w", format="mp4")
-        self.stream = self.container.add_stream("libx264", rate=fps.limit_denominator(1001))
-        even = width % 2 == 0 and height % 2 == 0
-        self.stream.width, self.stream.height = width, height
-        self.stream.pix_fmt = "yuv420p" if even else "yuv444p"
-        self.stream.options = {"crf": "20", "preset": "veryfast"}
-        self.count = 0
-
-    def write(self, frame: np.ndarray) -> None:
-        self.container.mux(self.stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        self.count += 1
-
-    def close(self) -> Path:
-        self.container.mux(self.stream.encode())
-        self.container.close()
-        os.replace(self.tmp, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        try:
-            self.container.close()
-        finally:
-            self.tmp.unlink(missing_ok=True)
 
 
 # --- the pass over the video ----------------------------------------------------------------------

@@ -37,6 +37,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -466,6 +467,53 @@ class DecordReader(VideoReader):
         self._vr = None
         if self._fallback is not None:
             self._fallback.close()
+
+
+class VideoWriter:
+    """H.264 mp4 of (H, W, 3) uint8 RGB frames, fed one at a time (bounded memory),, written under a temporary name and renamed when closed.
+
+    Odd frame sizes are encoded as yuv444p (4:2:0 needs even sides), so the output always has the
+    input's exact size."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        width: int,
+        height: int,
+        fps: float | Fraction,
+        options: dict[str, str] | None = None,
+        threads: int | None = None,
+    ):
+        """``options``: libx264 options (default crf 20, preset veryfast); ``threads``: encoder
+        threads (None: FFmpeg's choice; 1 makes the output byte-stable)."""
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.container = av.open(str(self.tmp), "w", format="mp4")
+        rate = Fraction(fps).limit_denominator(1001)
+        self.stream = self.container.add_stream("libx264", rate=rate)
+        even = width % 2 == 0 and height % 2 == 0
+        self.stream.width, self.stream.height = width, height
+        self.stream.pix_fmt = "yuv420p" if even else "yuv444p"
+        if threads is not None:
+            self.stream.codec_context.thread_count = threads
+        self.stream.options = options or {"crf": "20", "preset": "veryfast"}
+        self.count = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        self.container.mux(self.stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        self.count += 1
+
+    def close(self) -> Path:
+        self.container.mux(self.stream.encode())
+        self.container.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            self.container.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
 
 
 def _decord_message(error: Exception) -> str:

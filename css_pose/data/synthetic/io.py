@@ -14,6 +14,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from css_pose.data.backends import VideoWriter
+
 from css_pose.skeleton import NUM_JOINTS
 
 GOP = 30
@@ -30,23 +32,27 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float, crf: int = CRF, 
     H and W must be even (yuv420p). One encoder thread and a fixed GOP (keyframe every ``gop``
     frames, no scene-cut keyframes) make the output byte-identical for identical input.
     """
-    path = Path(path)
-    tmp = _tmp(path)
     _, h, w, _ = frames.shape
-    with av.open(str(tmp), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.codec_context.thread_count = 1
-        stream.options = {
+    writer = VideoWriter(
+        path,
+        w,
+        h,
+        fps,
+        options={
             "crf": str(crf),
             "preset": "fast",
             "threads": "1",
             "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0",
-        }
+        },
+        threads=1,
+    )
+    try:
         for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    os.replace(tmp, path)
+            writer.write(frame)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
