@@ -48,6 +48,34 @@ def pretrain(run_dir: Path) -> Path:
     return ckpt
 
 
+# Settings that decide a head run's outcome; a finished run is reused only when all match.
+RUN_KEYS = ("head", "stride", "fusion", "seed", "label_fraction", "epochs", "steps", "encoder",
+            "encoder_lr_scale", "lr", "batch_size", "sigma_px", "radius", "flip_train",
+            "flip_test", "augment")  # fmt: skip
+
+
+def finished_run(cfg) -> tuple[dict, tuple] | None:
+    """(result, (model, codec)) of a finished run in ``cfg.run_dir`` made with the same
+    checkpoint and settings (so an interrupted or extended benchmark resumes), else None."""
+    from omegaconf import OmegaConf
+
+    from css_pose.heads2d import load_pose_model
+
+    run_dir = Path(cfg.run_dir)
+    if not (run_dir / "result.json").exists() or not (run_dir / "head.pt").exists():
+        return None
+    result = json.loads((run_dir / "result.json").read_text())
+    wanted = OmegaConf.to_container(cfg, resolve=True)
+    stored = result.get("config", {})
+    if result.get("checkpoint") != str(cfg.ckpt) or any(
+        stored.get(k) != wanted.get(k) for k in RUN_KEYS
+    ):
+        return None
+    model, codec, _ = load_pose_model(run_dir / "head.pt")
+    result["run_dir"] = str(run_dir.resolve())
+    return result, (model, codec)
+
+
 def time_models(models, frames: torch.Tensor, rounds: int) -> list[float]:
     """Frames/s of each (model, codec) on ``frames``, median over round-robin rounds."""
     times: list[list[float]] = [[] for _ in models]
@@ -89,9 +117,16 @@ def main(argv: list[str] | None = None) -> None:
                 f"run_dir={out / f'{tag}-seed{seed}'}",
                 "logger.wandb.enabled=false",
             ]
-            run = run_head(load_head_config(argv_v), argv_v)
-            results.setdefault(name, []).append(run.result)
-            models.setdefault(name, (run.model, run.codec))
+            cfg = load_head_config(argv_v)
+            done = finished_run(cfg)
+            if done is not None:
+                print(f"{name}, seed {seed}: reusing {cfg.run_dir}/result.json", file=sys.stderr)
+                result, model = done
+            else:
+                run = run_head(cfg, argv_v)
+                result, model = run.result, (run.model, run.codec)
+            results.setdefault(name, []).append(result)
+            models.setdefault(name, model)
 
     first = next(iter(results.values()))[0]
     test_frames = _test_crops(first)
@@ -99,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         zip(models, time_models(list(models.values()), test_frames, args.rounds), strict=True)
     )
     baseline = mean_pose_scores(first, args.seeds, args.label_fraction)
-    rows = _table(results, fps, baseline)
+    rows = _table(results, fps, baseline) + [""] + target_rows(results, baseline)
     header = (
         f"Encoder: `{ckpt}` ({args.encoder}); labels: {first['n_labeled']} of "
         f"{first['n_train_frames']} training frames (label fraction {args.label_fraction}); "
@@ -153,6 +188,62 @@ def mean_pose_scores(result: dict, seeds: list[int], fraction: float) -> list[di
         metrics = score_2d(mean.expand_as(test_kp), test_kp, test_vis, (0.1, 0.2))
         out.append({"metrics": metrics, "cost": None})
     return out
+
+
+# Two-sided 95 % quantiles of Student's t for 1..20 degrees of freedom (1.96 beyond).
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086)  # fmt: skip
+
+# The issue's targets, each a paired comparison of PCK@0.1 on the same seeds (same labels).
+TARGETS = (
+    ("composite s8", "heatmap s4 + fusion", "composite s8 >= heatmap s4 (at <= 0.6x head GFLOPs)"),
+    ("heatmap s4 + fusion", "heatmap s4, no fusion", "spatial fusion > single stage"),
+    ("heatmap s4 + fusion", "direct regression", "heatmap s4 > direct regression"),
+    ("heatmap s8 + fusion", "direct regression", "heatmap s8 > direct regression"),
+)
+
+
+def paired(a: list[float], b: list[float]) -> dict:
+    """Mean of a - b over paired seeds, its 95 % t interval (None for one seed), wins of a."""
+    diff = [x - y for x, y in zip(a, b, strict=True)]
+    mean = statistics.fmean(diff)
+    half = None
+    if len(diff) > 1:
+        t = T_975[len(diff) - 2] if len(diff) - 1 <= len(T_975) else 1.96
+        half = t * statistics.stdev(diff) / len(diff) ** 0.5
+    return {"mean": mean, "half_width": half, "wins": sum(d > 0 for d in diff), "n": len(diff)}
+
+
+def target_rows(results: dict[str, list[dict]], baseline: list[dict]) -> list[str]:
+    """Markdown rows: each target's paired PCK@0.1 difference, and each head minus the no-image
+    baseline, as mean [95 % interval] and wins over seeds."""
+
+    def pck(runs):
+        return [r["metrics"]["pck@0.1"] for r in runs]
+
+    def fmt(d: dict) -> str:
+        ci = (
+            ""
+            if d["half_width"] is None
+            else (f" [{d['mean'] - d['half_width']:+.3f}, {d['mean'] + d['half_width']:+.3f}]")
+        )
+        return f"{d['mean']:+.3f}{ci} | {d['wins']} of {d['n']}"
+
+    rows = [
+        "| comparison (PCK@0.1, paired by seed) | mean difference [95 % interval] | wins |",
+        "|---|---|---|",
+    ]
+    for a, b, label in TARGETS:
+        if a in results and b in results:
+            extra = ""
+            if a == "composite s8":
+                ratio = results[a][0]["cost"]["head_gflops"] / results[b][0]["cost"]["head_gflops"]
+                extra = f" (head GFLOPs {ratio:.3f}x)"
+            rows.append(f"| {label}{extra} | {fmt(paired(pck(results[a]), pck(results[b])))} |")
+    base = [r["metrics"]["pck@0.1"] for r in baseline]
+    for name, runs in results.items():
+        rows.append(f"| {name} - mean training pose | {fmt(paired(pck(runs), base))} |")
+    return rows
 
 
 def _table(

@@ -4,8 +4,9 @@ Heads and codecs: :mod:`css_pose.models.heads`, :mod:`css_pose.codecs` (shared/m
 2 and 3). Protocol as the probe's (:mod:`css_pose.linear_probe`): the labels are a random
 ``label_fraction`` of the labeled frames of the TRAINING videos; the scores come from the test
 videos. The encoder is frozen or fine-tuned at a lower learning rate (BatchNorm statistics frozen).
-Training crops are mirrored at random (left/right joints swap); test predictions average the crop
-and its mirror (flip test).
+Training crops are mirrored at random (left/right joints swap) and, with ``augment.*``, rotated,
+zoomed and shifted at random with their keypoints (:func:`random_affine`); test predictions average
+the crop and its mirror (flip test).
 
 Metrics: PCK@a pooled over visible joints, threshold a x max(w, h) of the tight box around the
 visible ground-truth joints; mean pixel error over visible joints (crop px).
@@ -49,7 +50,8 @@ Fine-tune a 2D pose head on an encoder pretrained by train.py and score it on th
 
 Keys (configs/head.yaml): head=heatmap|composite|regression  stride=4|8  fusion=true|false
   sigma_px  radius  encoder=frozen|finetune  encoder_lr_scale  label_fraction=0.1  seed  epochs
-  lr  batch_size  flip_train  flip_test  run_dir  data.*  (with ckpt=none: model=...)
+  steps  lr  batch_size  flip_train  augment.rotate_deg|scale|translate  flip_test  run_dir
+  data.*  (with ckpt=none: model=...)
 
 Examples:
   python train_head.py ckpt=runs/css-.../checkpoints/last.ckpt                 heatmap, stride 4
@@ -120,6 +122,54 @@ def mirror_batch(
         torch.where(which.view(-1, 1, 1), flipped_kp, keypoints),
         torch.where(which.view(-1, 1), visibility[:, perm], visibility),
     )
+
+
+def random_affine(
+    frames: torch.Tensor,
+    keypoints: torch.Tensor,
+    generator: torch.Generator,
+    rotate_deg: float,
+    scale: float,
+    translate: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate, scale and shift each crop at random about its centre, and its keypoints with it.
+
+    Args:
+        frames: (B, 3, S, S) crops in [0, 1].
+        keypoints: (B, J, 2) crop px (pixel centres at integer coordinates, as the loaders give).
+        rotate_deg: angles drawn from U(-rotate_deg, rotate_deg) degrees.
+        scale: zoom factors drawn from U(1 - scale, 1 + scale) (> 1 enlarges the person).
+        translate: shifts drawn from U(-translate, translate) x the crop side, per axis.
+
+    Returns:
+        (frames, keypoints) transformed; pixels brought in from outside the crop repeat its
+        border. Keypoints pushed out of the crop keep their coordinates: the codecs give them zero
+        weight.
+    """
+    b, _, h, w = frames.shape
+    if h != w:
+        raise ValueError(f"random_affine needs square crops, got {h}x{w}")
+
+    def draw(half_width: float, size: tuple[int, ...]) -> torch.Tensor:
+        return (torch.rand(size, generator=generator) * 2 - 1) * half_width
+
+    angle = torch.deg2rad(draw(rotate_deg, (b,)))
+    zoom = 1 + draw(scale, (b,))
+    shift = draw(2 * translate, (b, 2))  # normalised units: the crop spans [-1, 1]
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # Forward map in normalised coordinates u' = zoom * R u + shift (u = (2x + 1) / S - 1).
+    rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    fwd = zoom.view(b, 1, 1) * rot
+    # affine_grid wants the inverse: for every output pixel, where to read in the input.
+    inv = rot.transpose(1, 2) / zoom.view(b, 1, 1)
+    theta = torch.cat([inv, -(inv @ shift.unsqueeze(-1))], dim=2).to(frames)
+    grid = nn.functional.affine_grid(theta, list(frames.shape), align_corners=False)
+    out = nn.functional.grid_sample(
+        frames, grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
+    u = (2 * keypoints + 1) / w - 1
+    u = u @ fwd.transpose(1, 2).to(u) + shift.unsqueeze(1).to(u)
+    return out, ((u + 1) * w - 1) / 2
 
 
 class PoseModel(nn.Module):
@@ -296,10 +346,14 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
     chosen, labeled, test_split = run.chosen, run.labeled, run.test_split
     frames, kp, vis = load_labeled(labeled, train_loader, cfg.data.batch_size)
     finetune = cfg.encoder == "finetune"
+    aug = (cfg.augment.rotate_deg, cfg.augment.scale, cfg.augment.translate)
+    augment = any(a > 0 for a in aug)
     stages = None
     if not finetune:
-        # Frozen: the stage maps of every labeled crop and of its mirror are computed once.
         model.encoder.requires_grad_(False)
+    if not finetune and not augment:
+        # Frozen, no geometric augmentation: the stage maps of every labeled crop and of its
+        # mirror are computed once.
         stages = [
             encode_frozen(model.encoder, f, cfg.data.batch_size, device)
             for f in (frames, frames.flip(-1))
@@ -309,10 +363,15 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
         groups.append({"params": model.encoder.parameters(), "lr": cfg.lr * cfg.encoder_lr_scale})
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     per_epoch = -(-len(frames) // cfg.batch_size)
+    epochs = cfg.epochs
+    if cfg.steps is not None:
+        if cfg.steps < 1:
+            raise ValueError(f"steps={cfg.steps} must be >= 1 (or null to use epochs)")
+        epochs = -(-cfg.steps // per_epoch)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt,
         max_lr=[g["lr"] for g in groups],
-        total_steps=max(cfg.epochs * per_epoch, 1),
+        total_steps=max(epochs * per_epoch, 1),
         pct_start=0.1,
     )
 
@@ -323,7 +382,7 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
     gen = torch.Generator().manual_seed(cfg.seed)
 
     losses: list[float] = []
-    bar = tqdm(range(cfg.epochs), desc=f"{cfg.head} head", file=sys.stderr)
+    bar = tqdm(range(epochs), desc=f"{cfg.head} head", file=sys.stderr)
     for epoch in bar:
         head.train()
         # Frozen or fine-tuned, the encoder's BatchNorm statistics stay as pretrained.
@@ -334,9 +393,15 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
             if not cfg.flip_train:
                 which[:] = False
             f, k, v = mirror_batch(frames[idx], kp[idx], vis[idx], which)
+            if augment:
+                f, k = random_affine(f, k, gen, *aug)
             k, v = k.to(device), v.to(device)
-            if stages is None:
+            if stages is None and finetune:
                 outputs = model(f.to(device))
+            elif stages is None:
+                with torch.no_grad():
+                    maps = model.encoder.forward_stages(f.to(device))
+                outputs = head(maps)
             else:
                 sel = which.view(-1, 1, 1, 1)
                 outputs = head(
@@ -398,6 +463,8 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
         "test_split": test_split,
         "n_test_frames": len(pred),
         "stride": getattr(codec, "stride", None),
+        "epochs": epochs,
+        "steps": epochs * per_epoch,
         "train_loss": losses,
         "metrics": metrics,
         "cost": cost,
@@ -413,11 +480,11 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
         source=run.source,
     )
     for logger in loggers:
-        logger.log_metrics({f"{test_split}/{k}": v for k, v in metrics.items()}, step=cfg.epochs)
+        logger.log_metrics({f"{test_split}/{k}": v for k, v in metrics.items()}, step=epochs)
         if images is not None and hasattr(logger, "log_image"):
-            logger.log_image(key="media/test_predictions", images=[str(images)], step=cfg.epochs)
+            logger.log_image(key="media/test_predictions", images=[str(images)], step=epochs)
         if heat is not None and hasattr(logger, "log_image"):
-            logger.log_image(key="media/test_heatmaps", images=[str(heat)], step=cfg.epochs)
+            logger.log_image(key="media/test_heatmaps", images=[str(heat)], step=epochs)
         logger.save()
         if type(logger).__name__ == "WandbLogger":
             logger.experiment.finish()

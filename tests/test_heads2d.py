@@ -9,7 +9,7 @@ import torch
 from test_linear_probe import css_ckpt, one_thread, probe_root  # noqa: F401 (fixtures)
 
 from css_pose.config import ConfigError
-from css_pose.heads2d import load_head_config, main, mirror_batch, run_head
+from css_pose.heads2d import load_head_config, main, mirror_batch, random_affine, run_head
 from css_pose.skeleton import flip_permutation
 
 
@@ -83,3 +83,41 @@ def test_mirror_batch_moves_keypoints_with_the_pixels():
     assert torch.equal(f[1], frames[1]) and torch.equal(k[1], kp[1])
     back = mirror_batch(f, k, v, which)
     assert all(torch.equal(a, b) for a, b in zip(back, (frames, kp, vis), strict=True))
+
+
+def test_random_affine_moves_keypoints_with_the_pixels():
+    # A Gaussian blob on each crop marks a keypoint; after the random rotation, zoom and shift,
+    # the blob's intensity-weighted centre must sit where the transformed keypoint says.
+    size = 48
+    gen = torch.Generator().manual_seed(3)
+    kp = torch.tensor([[[20.0, 14.0]], [[30.5, 27.0]], [[24.0, 33.0]], [[12.0, 22.0]]])
+    ys, xs = torch.meshgrid(torch.arange(float(size)), torch.arange(float(size)), indexing="ij")
+    blob = torch.exp(
+        -((xs - kp[:, 0, 0, None, None]) ** 2 + (ys - kp[:, 0, 1, None, None]) ** 2) / (2 * 2.0**2)
+    )
+    frames = blob[:, None].expand(-1, 3, -1, -1).contiguous()
+    out, moved = random_affine(frames, kp, gen, rotate_deg=40, scale=0.3, translate=0.1)
+    assert out.shape == frames.shape and moved.shape == kp.shape
+    assert (moved - kp).abs().max() > 2  # the draw did move them
+    w = out[:, 0] / out[:, 0].sum((-2, -1), keepdim=True)
+    centre = torch.stack([(w * xs).sum((-2, -1)), (w * ys).sum((-2, -1))], -1)
+    assert torch.allclose(centre, moved[:, 0], atol=0.35), (centre, moved[:, 0])
+    # No rotation, zoom or shift: the identity.
+    same, kept = random_affine(frames, kp, gen, 0, 0, 0)
+    assert torch.allclose(same, frames, atol=1e-5) and torch.allclose(kept, kp, atol=1e-5)
+
+
+def test_steps_and_augmentation_train_a_frozen_head(css_ckpt, tmp_path):  # noqa: F811
+    argv = head_args(
+        css_ckpt,
+        tmp_path / "aug",
+        steps=5,
+        **{"augment.rotate_deg": 20, "augment.scale": 0.2, "augment.translate": 0.05},
+    )
+    result = main(argv)
+    per_epoch = -(-result["n_labeled"] // 8)
+    assert result["epochs"] == -(-5 // per_epoch) == len(result["train_loss"])
+    assert result["steps"] == result["epochs"] * per_epoch >= 5
+    assert all(torch.isfinite(torch.tensor(result["train_loss"])))
+    with pytest.raises(ValueError, match="steps=0"):
+        main(head_args(css_ckpt, tmp_path / "zero", steps=0))
