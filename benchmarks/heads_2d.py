@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         + "`.\n\n"
         + text
     )
+    seed_plot(results, baseline, Path(args.table).with_suffix(".png"), args.encoder)
     raw = {"args": vars(args), "fps": fps, "results": results, "mean_pose": baseline}
     (out / "heads_2d.json").write_text(json.dumps(raw, indent=2, default=str))
 
@@ -244,6 +245,38 @@ def target_rows(results: dict[str, list[dict]], baseline: list[dict]) -> list[st
     for name, runs in results.items():
         rows.append(f"| {name} - mean training pose | {fmt(paired(pck(runs), base))} |")
     return rows
+
+
+def seed_plot(
+    results: dict[str, list[dict]], baseline: list[dict], path: Path, encoder: str = "frozen"
+) -> Path:
+    """PCK@0.1 of every head and seed: one column per head, one grey line per seed joining its
+    heads (the pairs behind the target rows), the mean as a black bar, the no-image baseline's
+    seed range as a band. Written as a PNG to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    values = [[r["metrics"]["pck@0.1"] for r in results[n]] for n in names]
+    base = [r["metrics"]["pck@0.1"] for r in baseline]
+    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=120)
+    ax.axhspan(min(base), max(base), color="tab:orange", alpha=0.25, lw=0)
+    ax.axhline(statistics.fmean(base), color="tab:orange", lw=1.5, label="mean training pose")
+    for seed_values in zip(*values, strict=True):
+        ax.plot(range(len(names)), seed_values, color="0.6", lw=0.8, marker="o", ms=3)
+    for i, v in enumerate(values):
+        ax.hlines(statistics.fmean(v), i - 0.25, i + 0.25, color="k", lw=2.5)
+    ax.set_xticks(range(len(names)), [n.replace(" + ", "\n+ ").replace(", ", ",\n") for n in names])
+    ax.set_ylabel("PCK@0.1 (test videos)")
+    ax.set_title(f"2D heads, {encoder} encoder, {len(values[0])} seeds (grey lines: one seed each)")
+    ax.legend(loc="lower right", frameon=False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def _table(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import cv2
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +29,7 @@ def test_paired_difference_interval_and_wins_by_hand():
     assert one["half_width"] is None and one["wins"] == 1
 
 
-def test_target_rows_name_each_target_with_its_gflops_ratio():
+def test_target_rows_name_each_target_with_its_gflops_ratio(tmp_path):
     bench = _module()
 
     def runs(values, gflops=1.0):
@@ -50,3 +51,7 @@ def test_target_rows_name_each_target_with_its_gflops_ratio():
     fusion = next(r for r in rows if r.startswith("| spatial fusion"))
     assert "+0.055" in fusion and "| 2 of 2 |" in fusion
     assert sum("- mean training pose" in r for r in rows) == len(results)
+    # The per-seed picture beside the table.
+    png = bench.seed_plot(results, baseline, tmp_path / "docs" / "heads.png")
+    image = cv2.imread(str(png))
+    assert image is not None and image.shape[0] > 200 and image.shape[1] > 400
