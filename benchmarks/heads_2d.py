@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.time()
     results: dict[str, list[dict]] = {}
     models = {}
+    reused = 0
     for name, overrides in VARIANTS:
         for seed in args.seeds:
             tag = name.replace(" ", "_").replace(",", "").replace("+", "plus")
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
             done = finished_run(cfg)
             if done is not None:
                 print(f"{name}, seed {seed}: reusing {cfg.run_dir}/result.json", file=sys.stderr)
+                reused += 1
                 result, model = done
             else:
                 run = run_head(cfg, argv_v)
@@ -139,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
         f"Encoder: `{ckpt}` ({args.encoder}); labels: {first['n_labeled']} of "
         f"{first['n_train_frames']} training frames (label fraction {args.label_fraction}); "
         f"test: {first['n_test_frames']} frames of the {first['test_split']} split; seeds "
-        f"{args.seeds}; {args.epochs} epochs; flip test on; {time.time() - started:.0f} s.\n"
+        f"{args.seeds}; {args.epochs} epochs; flip test on; {time.time() - started:.0f} s"
+        f"{f' ({reused} finished runs reused from {out})' if reused else ''}.\n"
     )
     text = header + "\n" + "\n".join(rows) + "\n"
     print(text)
