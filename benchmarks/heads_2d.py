@@ -154,6 +154,10 @@ def main(argv: list[str] | None = None) -> None:
         + text
     )
     seed_plot(results, baseline, Path(args.table).with_suffix(".png"), args.encoder)
+    # Per-seed metrics beside the table (the raw JSON with configs and losses stays in --out).
+    per_seed = {n: [dict(seed=r["seed"], **r["metrics"]) for r in rs] for n, rs in results.items()}
+    summary = {"fps": fps, "per_seed": per_seed, "mean_pose": [b["metrics"] for b in baseline]}
+    Path(args.table).with_suffix(".json").write_text(json.dumps(summary, indent=1))
     raw = {"args": vars(args), "fps": fps, "results": results, "mean_pose": baseline}
     (out / "heads_2d.json").write_text(json.dumps(raw, indent=2, default=str))
 
