@@ -211,6 +211,11 @@ TARGETS = (
 )
 
 
+def pck01(runs: list[dict]) -> list[float]:
+    """PCK@0.1 of each run (result dicts, or the baseline's), in seed order."""
+    return [r["metrics"]["pck@0.1"] for r in runs]
+
+
 def paired(a: list[float], b: list[float]) -> dict:
     """Mean of a - b over paired seeds, its 95 % t interval (None for one seed), wins of a."""
     diff = [x - y for x, y in zip(a, b, strict=True)]
@@ -225,9 +230,6 @@ def paired(a: list[float], b: list[float]) -> dict:
 def target_rows(results: dict[str, list[dict]], baseline: list[dict]) -> list[str]:
     """Markdown rows: each target's paired PCK@0.1 difference, and each head minus the no-image
     baseline, as mean [95 % interval] and wins over seeds."""
-
-    def pck(runs):
-        return [r["metrics"]["pck@0.1"] for r in runs]
 
     def fmt(d: dict) -> str:
         ci = (
@@ -247,10 +249,10 @@ def target_rows(results: dict[str, list[dict]], baseline: list[dict]) -> list[st
             if a == "composite s8":
                 ratio = results[a][0]["cost"]["head_gflops"] / results[b][0]["cost"]["head_gflops"]
                 extra = f" (head GFLOPs {ratio:.3f}x)"
-            rows.append(f"| {label}{extra} | {fmt(paired(pck(results[a]), pck(results[b])))} |")
-    base = [r["metrics"]["pck@0.1"] for r in baseline]
+            rows.append(f"| {label}{extra} | {fmt(paired(pck01(results[a]), pck01(results[b])))} |")
+    base = pck01(baseline)
     for name, runs in results.items():
-        rows.append(f"| {name} - mean training pose | {fmt(paired(pck(runs), base))} |")
+        rows.append(f"| {name} - mean training pose | {fmt(paired(pck01(runs), base))} |")
     return rows
 
 
@@ -266,8 +268,8 @@ def seed_plot(
     import matplotlib.pyplot as plt
 
     names = list(results)
-    values = [[r["metrics"]["pck@0.1"] for r in results[n]] for n in names]
-    base = [r["metrics"]["pck@0.1"] for r in baseline]
+    values = [pck01(results[n]) for n in names]
+    base = pck01(baseline)
     fig, ax = plt.subplots(figsize=(8, 4.2), dpi=120)
     ax.axhspan(min(base), max(base), color="tab:orange", alpha=0.25, lw=0)
     ax.axhline(statistics.fmean(base), color="tab:orange", lw=1.5, label="mean training pose")

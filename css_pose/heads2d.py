@@ -31,6 +31,7 @@ from css_pose.checkpoint import CheckpointError
 from css_pose.codecs import CompositeCodec, HeatmapCodec, RegressionCodec
 from css_pose.config import ConfigError, compose_config, parse_cli, run_friendly
 from css_pose.linear_probe import (
+    epoch_budget,
     frame_videos,
     git_commit,
     make_loader,
@@ -363,11 +364,7 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
         groups.append({"params": model.encoder.parameters(), "lr": cfg.lr * cfg.encoder_lr_scale})
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     per_epoch = -(-len(frames) // cfg.batch_size)
-    epochs = cfg.epochs
-    if cfg.steps is not None:
-        if cfg.steps < 1:
-            raise ValueError(f"steps={cfg.steps} must be >= 1 (or null to use epochs)")
-        epochs = -(-cfg.steps // per_epoch)
+    epochs = epoch_budget(cfg, per_epoch)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt,
         max_lr=[g["lr"] for g in groups],
@@ -396,10 +393,8 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
             if augment:
                 f, k = random_affine(f, k, gen, *aug)
             k, v = k.to(device), v.to(device)
-            if stages is None and finetune:
-                outputs = model(f.to(device))
-            elif stages is None:
-                with torch.no_grad():
+            if stages is None:
+                with torch.set_grad_enabled(finetune):
                     maps = model.encoder.forward_stages(f.to(device))
                 outputs = head(maps)
             else:

@@ -218,6 +218,19 @@ def frame_videos(dataset, indices) -> list[str]:
     ]
 
 
+def epoch_budget(cfg: DictConfig, batches_per_epoch: int) -> int:
+    """Epochs to run: ``cfg.epochs``, or with ``cfg.steps`` set, ceil(steps / batches per epoch).
+
+    Raises:
+        ValueError: ``steps`` below 1.
+    """
+    if cfg.steps is None:
+        return cfg.epochs
+    if cfg.steps < 1:
+        raise ValueError(f"steps={cfg.steps} must be >= 1 (or null to use epochs)")
+    return math.ceil(cfg.steps / batches_per_epoch)
+
+
 def make_loader(dataset, like: DataLoader, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
     return DataLoader(
         dataset,
@@ -425,11 +438,7 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
     gen = torch.Generator().manual_seed(cfg.seed)
     shuffled = make_loader(labeled, train_loader, cfg.batch_size, True, cfg.seed)
     losses = []
-    epochs = cfg.epochs
-    if cfg.steps is not None:
-        if cfg.steps < 1:
-            raise ValueError(f"steps={cfg.steps} must be >= 1 (or null to use epochs)")
-        epochs = math.ceil(cfg.steps / math.ceil(len(labeled) / cfg.batch_size))
+    epochs = epoch_budget(cfg, math.ceil(len(labeled) / cfg.batch_size))
     bar = tqdm(range(epochs), desc=f"probe {cfg.probe} on {cfg.feature}", file=sys.stderr)
     for epoch in bar:
         total, steps = 0.0, 0
