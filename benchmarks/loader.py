@@ -30,26 +30,44 @@ Usage: python benchmarks/loader.py [--root DIR] [--clips 480] [--workers 2] [--b
                                   [--cache-video-mb 64] [--naive-reopen]
 Without --root it uses data/synthetic_bench: 64 synthetic videos x 120 frames at 128 px (seed 0),
 generated on first use.
+
+``--store`` compares instead the decoded-crop store (:mod:`css_pose.data.store`) with our default
+loader (decord + decoded-frame cache) and the naive PyAV baseline, ratios against the default,
+on many short videos: 200 synthetic videos x 32 frames at 128 px generated into ``--out`` (default:
+a temporary folder; ``--root`` uses existing videos), the store built there too. It then times
+one CSS training step of the small ConvNet at 32 px crops (batch 16 contrastive samples, the
+store's batches) against loading one such batch from the store: the slower one bounds training.
+
+    python benchmarks/loader.py --store [--out DIR] [--clips 480] [--repeats 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import statistics
 import sys
+import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from css_pose.data.backends import CACHE_VIDEO_MB, FRAME_CACHE_MB, VideoReader
+from css_pose.data.backends import (
+    CACHE_VIDEO_MB,
+    FRAME_CACHE_MB,
+    VideoReader,
+    clear_reader_cache,
+)
 from css_pose.data.datamodule import seed_worker
 from css_pose.data.dataset import VideoClipDataset
 from css_pose.data.index import index_videos
+from css_pose.data.store import CropStore
 from css_pose.data.transforms import AugmentConfig
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1] / "data" / "synthetic_bench"
@@ -130,24 +148,31 @@ class _Warmup(Dataset):
 
 
 def epoch_rates(
-    videos, backend, cache_mb: float, args: argparse.Namespace, epochs: int = 2
+    videos,
+    backend,
+    cache_mb: float,
+    args: argparse.Namespace,
+    epochs: int = 2,
+    store: CropStore | None = None,
+    size: int | None = None,
 ) -> list[float]:
     """Clips/s of each of ``epochs`` passes over ``args.clips`` clips, persistent workers.
 
     Every pass starts with dummy batches (no video read), one per batch slot the loader
     dispatches ahead, and is timed from the last of them: worker start-up is excluded, every
-    clip's read is included.
+    clip's read is included. ``store``: read crops from it instead of decoding.
     """
     dataset = VideoClipDataset(
         videos,
         "contrastive",
-        args.size,
+        size or args.size,
         samples_per_epoch=args.clips,
         augment=AugmentConfig(),
         backend=backend,
         seed=0,
         cache_mb=cache_mb,
         cache_video_mb=args.cache_video_mb,
+        store=store,
         **SAMPLING,
     )
     prefetch = 2
@@ -176,6 +201,125 @@ def epoch_rates(
     return rates
 
 
+def store_loader(store: CropStore, videos, size: int, args: argparse.Namespace) -> DataLoader:
+    """Contrastive batches of ``args.batch`` clips at ``size`` px from ``store``, 1 epoch."""
+    dataset = VideoClipDataset(
+        videos,
+        "contrastive",
+        size,
+        samples_per_epoch=args.clips,
+        augment=AugmentConfig(),
+        store=store,
+        **SAMPLING,
+    )
+    return DataLoader(dataset, batch_size=args.batch, shuffle=True, num_workers=0)
+
+
+def train_step_seconds(batch: dict, size: int, steps: int = 10) -> float:
+    """Median seconds of one CSS optimisation step (forward, losses, backward, AdamW) of the
+    small ConvNet (``build_encoder("convnet", in_size=size)``) on ``batch``."""
+    from css_pose.config import compose_config
+    from css_pose.methods import build_method
+
+    sampling = [f"data.sampling.{k}={v}" for k, v in SAMPLING.items()]
+    cfg = compose_config("train", ["method=css", "model=convnet", f"data.size={size}", *sampling])
+    method = build_method(cfg).train()
+    optimizer = torch.optim.AdamW(method.parameters(), lr=1e-4)
+    times = []
+    for _ in range(steps + 2):  # 2 warm-up steps
+        start = time.perf_counter()
+        loss = method.training_loss(batch)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[2:])
+
+
+def store_benchmark(args: argparse.Namespace) -> None:
+    """The ``--store`` comparison (module docstring)."""
+    with tempfile.TemporaryDirectory(prefix="css_pose_store_bench_") as tmp:
+        out = args.out or Path(tmp)
+        root = args.root
+        if root is None:
+            root = out / "videos"
+            if not (root / "manifest.json").exists():
+                from css_pose.data.synthetic import generate_dataset
+
+                generate_dataset(root, videos=200, frames=32, size=128, seed=0, progress=False)
+        videos = index_videos(root).videos
+        start, started_at = time.perf_counter(), time.time()
+        store = CropStore.build(videos, args.size, store_dir=out / "stores")
+        build_s = time.perf_counter() - start
+        built = (store.directory / "meta.json").stat().st_mtime >= started_at - 1
+        small = CropStore.build(videos, 32, store_dir=out / "stores")
+
+        loaders = [
+            ("crop store (a)", "decord", 0, store),
+            ("decord + decoded-frame cache, today's default (b)", "decord", args.cache_mb, None),
+            ("naive PyAV, seek per frame (c)", NaivePyAVReader, 0, None),
+        ]
+        rounds: dict[str, list[list[float]]] = {name: [] for name, *_ in loaders}
+        for _ in range(args.repeats):
+            for name, backend, cache_mb, crops in loaders:
+                rounds[name].append(epoch_rates(videos, backend, cache_mb, args, store=crops))
+        best = {name: np.max(r, axis=0) for name, r in rounds.items()}
+        # The same clips read in this process: the readers' cost without worker hand-off.
+        serial = argparse.Namespace(**{**vars(args), "workers": 0})
+        in_process = {}
+        for name, backend, cache_mb, crops in loaders:
+            clear_reader_cache()
+            in_process[name] = epoch_rates(videos, backend, cache_mb, serial, store=crops)
+
+        # Training step against loading, at 32 px: loader clips/s -> seconds per batch.
+        load_rate = max(
+            epoch_rates(videos, "decord", 0, args, store=small, size=32)[1]
+            for _ in range(args.repeats)
+        )
+        batch = next(iter(store_loader(small, videos, 32, args)))
+        step_s = train_step_seconds(batch, 32)
+        load_s = args.batch / load_rate
+
+        frames = 1 + SAMPLING["n_pos"] + SAMPLING["n_neg"] + SAMPLING["n_gt"]
+        print(f"\ncommand: python {' '.join(sys.argv)}")
+        print(
+            f"{len(videos)} videos under {root}: {min(v.num_frames for v in videos)}-"
+            f"{max(v.num_frames for v in videos)} frames at "
+            f"{', '.join(sorted({f'{v.width}x{v.height}' for v in videos}))} px; store of "
+            f"{store.num_rows} crops of {store.side} px ({store.crops.nbytes / 2**20:.0f} MiB) "
+            f"{'built' if built else 'reused'} in {build_s:.1f} s"
+        )
+        print(
+            f"{args.clips} clips per epoch of {frames} frames, {args.size}x{args.size} crops with "
+            f"augmentation, batch {args.batch}, {args.workers} persistent workers, shuffled; best "
+            f"of {args.repeats} interleaved round(s); torch and OpenCV threads: 1\n"
+        )
+        print("| loader | epoch 1 clips/s | x (b) | epoch 2 clips/s | x (b) |")
+        print("|---|---:|---:|---:|---:|")
+        base = best[loaders[1][0]]
+        for name, (cold, warm) in best.items():
+            print(
+                f"| {name} | {cold:.1f} | {cold / base[0]:.2f} | {warm:.1f} | {warm / base[1]:.2f} |"
+            )
+        print("\nall rounds, clips/s (epoch 1 / epoch 2):")
+        for name, r in rounds.items():
+            print(f"  {name}: " + ", ".join(f"{a:.0f} / {b:.0f}" for a, b in r))
+        print("\nsame clips read in this process (num_workers=0), one round:\n")
+        print("| loader | epoch 1 clips/s | x (b) | epoch 2 clips/s | x (b) |")
+        print("|---|---:|---:|---:|---:|")
+        base = in_process[loaders[1][0]]
+        for name, (cold, warm) in in_process.items():
+            print(
+                f"| {name} | {cold:.1f} | {cold / base[0]:.2f} | {warm:.1f} | {warm / base[1]:.2f} |"
+            )
+        print(
+            f"\n32 px crops, batch {args.batch} contrastive samples ({args.batch * frames} "
+            f"frames): load from the store {load_s * 1e3:.1f} ms/batch ({load_rate:.0f} clips/s, "
+            f"{args.workers} workers); CSS training step, ConvNet, 1 thread "
+            f"{step_s * 1e3:.1f} ms/batch; step / load = {step_s / load_s:.1f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=None, help="folder of videos")
@@ -187,7 +331,15 @@ def main() -> None:
     parser.add_argument("--cache-mb", type=float, default=FRAME_CACHE_MB, help="per worker, MiB")
     parser.add_argument("--cache-video-mb", type=float, default=CACHE_VIDEO_MB)
     parser.add_argument("--naive-reopen", action="store_true", help="add naive PyAV reopening")
+    parser.add_argument("--store", action="store_true", help="benchmark the decoded-crop store")
+    parser.add_argument("--out", type=Path, default=None, help="--store: videos and stores here")
     args = parser.parse_args()
+    # One thread each in this process: the loader workers and the training step share the cores.
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    if args.store:
+        store_benchmark(args)
+        return
 
     root = args.root or ensure_dataset(DEFAULT_ROOT)
     videos = index_videos(root).videos

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from css_pose.config import configure_threads
 from css_pose.probe import fit_ridge_cv
 from css_pose.skeleton import FLIP_PAIRS
 
@@ -52,6 +53,7 @@ def features(k2: np.ndarray, lr_identity: bool) -> torch.Tensor:
 
 
 def main() -> None:
+    configure_threads()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", default="data/synthetic")
     parser.add_argument("--stride", type=int, default=4)

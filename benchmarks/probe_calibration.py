@@ -1,7 +1,7 @@
 """Calibrate the online probe: what a ridge regressor reaches from reference features.
 
 Runs the online probe's exact protocol (closed-form ridge, alpha by grouped CV, fitted on half of
-the validation videos, scored on the other half; 3D MPJPE root-relative in mm, PCK@0.2) on
+the validation videos, scored on the other half; 3D MPJPE root-relative in mm, PCK@0.1) on
 features whose information content is known, next to a random-init and (optionally) a trained
 encoder:
 
@@ -26,13 +26,14 @@ import torch
 import torch.nn.functional as F
 
 from css_pose.checkpoint import load_method
-from css_pose.config import compose_config
+from css_pose.config import compose_config, configure_threads
 from css_pose.methods import build_method
 from css_pose.methods.callbacks import _collect, ridge_probe
-from css_pose.runner import build_datamodule, prepare_data
+from css_pose.runner import build_datamodule, prepare_data, probe_features
 
 
 def main() -> None:
+    configure_threads()
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -68,9 +69,9 @@ def main() -> None:
     print(f"\nonline-probe protocol on {Path(cfg.data.root)} val split: {len(data['video_idx'])} frames, "
           f"{n_vid} videos (fit on {(n_vid + 1) // 2}, scored on {n_vid // 2}); encoder {cfg.model.name}, "
           f"{cfg.data.size} px")  # fmt: skip
-    print("| feature | 3D MPJPE (mm) | PCK@0.2 |")
+    print("| feature | 3D MPJPE (mm) | PCK@0.1 |")
     print("|---|---:|---:|")
-    for name in sorted({k.rsplit("_", 1)[0] for k in res}):
+    for name in probe_features(res):
         print(f"| {name} | {res[name + '_mpjpe']:.1f} | {res[name + '_pck']:.3f} |")
 
 

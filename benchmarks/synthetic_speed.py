@@ -11,10 +11,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from css_pose.config import configure_threads
 from css_pose.data.synthetic import generate_dataset
 
 
 def main() -> None:
+    configure_threads()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--out", default=None, help="keep the set here (default: a temp folder)")

@@ -6,7 +6,8 @@ sample, SimCLR two views. Inputs are random tensors so the figure is the model's
 loader has its own benchmark). Methods are timed round-robin, several rounds, and each reports its
 median, so that machine noise hits all of them alike.
 
-    python benchmarks/train_throughput.py                       # ResNet-18, 64 px, CPU
+    python benchmarks/train_throughput.py                       # ConvNet, 32 px, CPU defaults
+    python benchmarks/train_throughput.py --model resnet18 --size 64 --batch 16
     python benchmarks/train_throughput.py --size 128 --batch 64 --device cuda --precision bf16
 """
 
@@ -18,8 +19,16 @@ import time
 
 import torch
 
-from css_pose.config import compose_config
+from css_pose.config import compose_config, configure_threads
 from css_pose.methods import build_method
+
+# name -> train-config overrides; CSS (the first) is the baseline of the ratios.
+VARIANTS = {
+    "css": ["method=css"],
+    "css, decoder 128 channels (old default)": ["method=css", "method.decoder_channels=128"],
+    "plain_temporal": ["method=plain_temporal"],
+    "simclr": ["method=simclr"],
+}
 
 
 def make_step(method, batch: dict, device: str, precision: str):
@@ -42,25 +51,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--model", default="resnet18")
-    ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=16, help="samples per batch")
+    ap.add_argument("--model", default="convnet")
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=32, help="samples per batch")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="32", choices=["32", "bf16", "fp16"])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=3, help="timed steps per method per round")
     args = ap.parse_args()
+    configure_threads(args.threads)
     torch.manual_seed(0)
 
     steps, frames_per_step = {}, {}
-    for name in ("css", "plain_temporal", "simclr"):
-        cfg = compose_config(
-            "train", [f"method={name}", f"model={args.model}", f"data.size={args.size}"]
-        )
+    for name, overrides in VARIANTS.items():
+        cfg = compose_config("train", [*overrides, f"model={args.model}", f"data.size={args.size}"])
         method = build_method(cfg).to(args.device).train()
         n = (
             2
-            if name == "simclr"
+            if cfg.method.name == "simclr"
             else 1 + sum(cfg.data.sampling[k] for k in ("n_pos", "n_neg", "n_gt"))
         )
         batch = {

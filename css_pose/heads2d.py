@@ -36,9 +36,8 @@ from css_pose.linear_probe import (
     git_commit,
     make_loader,
     prepare_labeled_run,
-    tight_box_size,
 )
-from css_pose.metrics import pck
+from css_pose.metrics import pck_tight
 from css_pose.models.heads import CompositeHead, HeatmapHead, RegressionHead, flip_average
 from css_pose.models.heads.cost import head_cost
 from css_pose.runner import build_loggers
@@ -244,7 +243,9 @@ def load_pose_model(path: str | Path, device: str | torch.device = "cpu"):
             "Human3.6M joints. Retrain the head with this version of css_pose."
         )
     size = payload["crop"]["size"]
-    encoder = build_encoder(payload["model"]["name"], in_size=size)
+    encoder = build_encoder(
+        payload["model"]["name"], in_size=size, width=payload["model"].get("width")
+    )
     head, codec = build_head(OmegaConf.create(payload["head_config"]), encoder)
     model = PoseModel(encoder, head)
     load_strict(encoder, payload["encoder"], path)
@@ -265,9 +266,9 @@ def predict(
 def score_2d(
     pred: torch.Tensor, gt: torch.Tensor, visible: torch.Tensor, alphas
 ) -> dict[str, float]:
-    """PCK@a for each a (pooled over visible joints) and mean px error, (N, J, 2) crop px."""
-    box = tight_box_size(gt, visible)
-    out = {f"pck@{a:g}": float(pck(pred, gt, visible, box, alpha=a)) for a in alphas}
+    """PCK@a for each a (:func:`~css_pose.metrics.pck_tight`: tight box of the visible GT joints,
+    pooled over visible joints) and mean px error, (N, J, 2) crop px."""
+    out = {f"pck@{a:g}": float(pck_tight(pred, gt, visible, a)) for a in alphas}
     out["px_error"] = float(torch.linalg.vector_norm(pred - gt, dim=-1)[visible].mean())
     return out
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from css_pose.config import configure_threads
 from css_pose.data.h36m import (
     PoseSequence,
     action_wise_mean,
@@ -314,7 +315,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--threads", type=int, default=1, help="1 is faster on busy cores")
     parser.add_argument("--save", help="write the trained lifter here (for css-pose predict)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    configure_threads(args.threads)
     torch.manual_seed(args.seed)
     if args.data == "synthetic":
         train, test = load_synthetic_lifting_data(args.synthetic_root)

@@ -1,10 +1,13 @@
 """What ``python linear_probe.py`` does: fit a pose head on a pretrained encoder, score it on test.
 
 Protocol (shared/methods.md, section 1 "Probe"): a linear or 2-hidden-layer MLP head reads one
-feature of the encoder (``z_v``, ``z_i`` or ``backbone``) and regresses root-relative 3D joints (mm)
-or 2D keypoints (crop px). The encoder is frozen (features computed once) or fine-tuned at a lower
-learning rate. The labels are a random ``label_fraction`` of the labeled frames of the TRAINING
-videos; the scores come from the test videos, which never share a video with the labels.
+feature of the encoder (``z_v``, ``z_i`` or ``backbone``) and regresses root-relative 3D joints in
+camera coordinates (mm), the body-frame 3D pose (mm, orientation removed) or 2D keypoints (crop px).
+The encoder is frozen (features computed once) or fine-tuned at a lower learning rate. With
+``flip_train`` half of the training crops are mirrored with their labels (left/right swap). The
+labels are a random ``label_fraction`` of the labeled frames of the TRAINING videos; the scores come
+from the test videos, which never share a video with the labels. Metric definitions:
+docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -26,16 +29,18 @@ from tqdm import tqdm
 
 from css_pose.checkpoint import load_method
 from css_pose.config import ConfigError, compose_config, parse_cli, run_friendly
-from css_pose.metrics import mpjpe, n_mpjpe, p_mpjpe, pck, root_relative
+from css_pose.data.transforms import flip_joints
+from css_pose.metrics import body_frame, mpjpe, n_mpjpe, p_mpjpe, pck_tight, root_relative
 from css_pose.runner import build_datamodule, build_loggers, prepare_data
 
 HELP = """usage: python linear_probe.py ckpt=PATH|none [key=value ...]
 
 Fit a pose head on an encoder pretrained by train.py and score it on the test videos.
 
-Keys (configs/probe.yaml): probe=linear|mlp  hidden=256  target=3d|2d  feature=z_v|z_i|backbone
-  encoder=frozen|finetune  encoder_lr_scale=0.1  label_fraction=1.0  seed  epochs  lr  batch_size
-  mode=probe|supervised  run_dir  data.*  (with ckpt=none: model=...  method=...)
+Keys (configs/probe.yaml): probe=linear|mlp  hidden=256  target=3d|2d|body3d
+  feature=z_v|z_i|backbone  encoder=frozen|finetune  encoder_lr_scale=0.1  label_fraction=1.0
+  flip_train=true  pck_alpha=0.1  seed  epochs  lr  batch_size  mode=probe|supervised  run_dir
+  data.*  (with ckpt=none: model=...  method=...)
 Examples:
   python linear_probe.py ckpt=runs/css-20260101-120000/checkpoints/last.ckpt label_fraction=0.05
   python linear_probe.py ckpt=none model=resnet18 target=2d            random-init baseline
@@ -45,7 +50,7 @@ Examples:
 CHOICES = {
     "mode": ("probe", "supervised"),
     "probe": ("linear", "mlp"),
-    "target": ("3d", "2d"),
+    "target": ("3d", "2d", "body3d"),
     "feature": ("z_v", "z_i", "backbone"),
     "encoder": ("frozen", "finetune"),
 }
@@ -147,7 +152,7 @@ class PoseProbe(nn.Module):
     """Standardised feature -> head -> joints in label units.
 
     ``forward`` maps features (B, D) to standardised targets (B, J*k); ``joints`` to (B, J, k)
-    in mm (3D) or crop px (2D).
+    in mm (3D, body-frame 3D) or crop px (2D).
     """
 
     def __init__(self, head: nn.Module, feat_norm: Standardize, target_norm: Standardize, k: int):
@@ -165,42 +170,62 @@ class PoseProbe(nn.Module):
 def targets_of(batch: dict, target: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Labels of a frame-mode batch: (B, J, k) joints and (B, J) bool mask of the joints to fit.
 
-    3D: root-relative ``keypoints_3d``, mm, every joint of a labeled sample. 2D: ``keypoints_2d``,
-    crop px, visible joints.
+    3d: root-relative ``keypoints_3d`` in camera coordinates, mm, every joint of a labeled sample.
+    body3d: the same pose in its body frame (:func:`~css_pose.metrics.body_frame`), mm. 2d:
+    ``keypoints_2d``, crop px, visible joints.
     """
     labeled = batch["has_labels"].bool()[:, None]  # (B, 1)
-    if target == "3d":
+    if target in ("3d", "body3d"):
         kp = root_relative(batch["keypoints_3d"][:, 0])
+        if target == "body3d":
+            kp = body_frame(kp)
         return kp, labeled.expand(kp.shape[:2])
     return batch["keypoints_2d"][:, 0], batch["visibility"][:, 0].bool() & labeled
 
 
-def tight_box_size(kp2d: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
-    """(B, J, 2) px, (B, J) bool -> (B, 2) (w, h) of the tight box of the visible joints (>= 1 px)."""
-    inf = torch.tensor(float("inf"), dtype=kp2d.dtype, device=kp2d.device)
-    v = visible[..., None]
-    lo = torch.where(v, kp2d, inf).amin(dim=1)
-    hi = torch.where(v, kp2d, -inf).amax(dim=1)
-    size = (hi - lo).nan_to_num(0.0, posinf=0.0, neginf=0.0)
-    return size.clamp_min(1.0)
-
-
 def compute_metrics(
-    pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, target: str, pck_alpha: float = 0.2
+    pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, target: str, pck_alpha: float = 0.1
 ) -> dict[str, float]:
-    """3D: mpjpe, n_mpjpe, p_mpjpe (mm, root-relative). 2D: pck (pooled over visible joints,
-    threshold ``pck_alpha`` x longer side of the GT joints' tight box) and px_error (mean px)."""
+    """Scores of predictions (B, J, k) against labels (B, J, k) over the mask (B, J) bool.
+
+    2d (crop px): ``pck`` at ``pck_alpha``, ``pck@0.1``, ``pck@0.2``
+    (:func:`~css_pose.metrics.pck_tight`: reference max(w, h) of the tight box of the visible GT
+    joints, pooled over visible joints and frames) and ``px_error`` (mean px). 3d (root-relative
+    camera frame, mm): ``mpjpe``, ``n_mpjpe``, ``p_mpjpe``. body3d (body frame, mm):
+    ``body_mpjpe``. Definitions: docs/metrics.md.
+    """
     if target == "3d":
         return {
             "mpjpe": float(mpjpe(pred, gt, mask)),
             "n_mpjpe": float(n_mpjpe(pred, gt, mask)),
             "p_mpjpe": float(p_mpjpe(pred, gt, mask)),
         }
-    err = torch.linalg.vector_norm(pred - gt, dim=-1)[mask]
-    return {
-        "pck": float(pck(pred, gt, mask, tight_box_size(gt, mask), alpha=pck_alpha)),
-        "px_error": float(err.mean()),
-    }
+    if target == "body3d":
+        return {"body_mpjpe": float(mpjpe(pred, gt, mask))}
+    out = {"pck": float(pck_tight(pred, gt, mask, pck_alpha))}
+    out.update({f"pck@{a:g}": float(pck_tight(pred, gt, mask, a)) for a in (0.1, 0.2)})
+    out["px_error"] = float(torch.linalg.vector_norm(pred - gt, dim=-1)[mask].mean())
+    return out
+
+
+def mirror_frame_batch(batch: dict, which: torch.Tensor) -> dict:
+    """A frame-mode batch with the samples where ``which`` (B,) is True mirrored left-right.
+
+    The crop flips and its 2D keypoints go to x -> W - 1 - x with left and right joints swapped
+    (:func:`css_pose.heads2d.mirror_batch`); the 3D pose goes to x -> -x in camera coordinates with
+    the same swap (:func:`css_pose.data.transforms.flip_joints`). Targets read from the result by
+    :func:`targets_of` (the body frame too) are those of the mirrored crops.
+    """
+    from css_pose.heads2d import mirror_batch  # heads2d imports this module
+
+    frames, kp2, vis = mirror_batch(
+        batch["frames"][:, 0], batch["keypoints_2d"][:, 0], batch["visibility"][:, 0], which
+    )
+    kp3 = batch["keypoints_3d"][:, 0]
+    _, _, kp3_mirrored = flip_joints(kp2.numpy(), vis.numpy(), kp3.numpy())
+    kp3 = torch.where(which.view(-1, 1, 1), torch.from_numpy(kp3_mirrored), kp3)
+    mirrored = {"frames": frames, "keypoints_2d": kp2, "visibility": vis, "keypoints_3d": kp3}
+    return {**batch, **{k: rearrange(v, "b ... -> b 1 ...") for k, v in mirrored.items()}}
 
 
 # --- data -----------------------------------------------------------------------------------------
@@ -262,17 +287,56 @@ def _features(method, frames: torch.Tensor, feature: str) -> torch.Tensor:
 
 @torch.no_grad()
 def _collect(
-    method, loader, feature: str, target: str, device, train_mode: bool = False
+    method,
+    loader,
+    feature: str,
+    target: str,
+    device,
+    train_mode: bool = False,
+    mirror: bool = False,
 ) -> tuple[torch.Tensor, ...]:
-    """Features (N, D) and labels (N, J, k), masks (N, J) of every frame of ``loader``."""
+    """Features (N, D) and labels (N, J, k), masks (N, J) of every frame of ``loader``; with
+    ``mirror``, of the mirrored frames (:func:`mirror_frame_batch`)."""
     method.train(train_mode)
     feats, kps, masks = [], [], []
     for batch in loader:
+        if mirror:
+            batch = mirror_frame_batch(batch, torch.ones(len(batch["frames"]), dtype=torch.bool))
         feats.append(_features(method, batch["frames"].to(device), feature).float().cpu())
         kp, m = targets_of(batch, target)
         kps.append(kp.float())
         masks.append(m)
     return torch.cat(feats), torch.cat(kps), torch.cat(masks)
+
+
+def _coin(n: int, gen: torch.Generator) -> torch.Tensor:
+    """(n,) bool, each True with probability 1/2: which samples to mirror."""
+    return torch.rand(n, generator=gen) < 0.5
+
+
+def _choose(which: torch.Tensor, plain: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
+    """Per sample, ``mirrored`` where ``which`` (B,) is True, else ``plain`` (B, ...)."""
+    return torch.where(which.view(-1, *[1] * (plain.ndim - 1)), mirrored, plain)
+
+
+def _encoder_batches(method, loader, cfg: DictConfig, gen: torch.Generator, device):
+    """Training batches (features, labels, masks) through the trained encoder; with
+    ``cfg.flip_train`` each crop is mirrored with its labels with probability 1/2."""
+    for b in loader:
+        if cfg.flip_train:
+            b = mirror_frame_batch(b, _coin(len(b["frames"]), gen))
+        yield _features(method, b["frames"].to(device), cfg.feature), *targets_of(b, cfg.target)
+
+
+def _cached_batches(plain: tuple, mirrored: tuple | None, batch_size: int, gen: torch.Generator):
+    """Shuffled training batches of precomputed (features, labels, masks); with ``mirrored`` (the
+    same for the mirrored crops) each sample is taken mirrored with probability 1/2."""
+    for i in torch.randperm(len(plain[0]), generator=gen).split(batch_size):
+        if mirrored is None:
+            yield tuple(t[i] for t in plain)
+        else:
+            which = _coin(len(i), gen)
+            yield tuple(_choose(which, a[i], m[i]) for a, m in zip(plain, mirrored, strict=True))
 
 
 def _loss(probe: PoseProbe, feats, kp, mask) -> torch.Tensor:
@@ -399,7 +463,7 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
     train_set, chosen, labeled = train_loader.dataset, run.chosen, run.labeled
     in_order = make_loader(labeled, train_loader, cfg.data.batch_size, False, cfg.seed)
 
-    k = 3 if cfg.target == "3d" else 2
+    k = 2 if cfg.target == "2d" else 3
     # Fine-tuning keeps BatchNorm statistics frozen (eval mode): a few labeled frames in small
     # batches would give noisy batch statistics, and the feature standardisation below stays valid.
     # From scratch (supervised) BatchNorm trains, so the standardisation uses train-mode features.
@@ -420,6 +484,10 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
     ).to(device)
 
     train_encoder = supervised or cfg.encoder == "finetune"
+    mirrored = None
+    if cfg.flip_train and not train_encoder:
+        # Frozen encoder: the features of the mirrored crops are computed once too.
+        mirrored = _collect(method, in_order, cfg.feature, cfg.target, device, mirror=True)
     groups = [{"params": probe.head.parameters(), "lr": cfg.lr}]
     if train_encoder:
         scale = 1.0 if supervised else cfg.encoder_lr_scale
@@ -445,15 +513,11 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
         probe.train()
         if train_encoder:
             method.train(supervised)
-            batches = (
-                (_features(method, b["frames"].to(device), cfg.feature), *targets_of(b, cfg.target))
-                for b in shuffled
-            )
+            batches = _encoder_batches(method, shuffled, cfg, gen, device)
         else:
-            order = torch.randperm(len(feats), generator=gen)
-            batches = ((feats[i].to(device), kps[i], masks[i]) for i in order.split(cfg.batch_size))
+            batches = _cached_batches((feats, kps, masks), mirrored, cfg.batch_size, gen)
         for f, kp, m in batches:
-            loss = _loss(probe, f, kp.to(device), m.to(device))
+            loss = _loss(probe, f.to(device), kp.to(device), m.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -470,6 +534,10 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
     with torch.no_grad():
         pred = probe.joints(test_feats.to(device)).cpu()
     metrics = compute_metrics(pred, test_kps, test_masks, cfg.target, cfg.pck_alpha)
+    # No-image baseline: the mean label of the (unmirrored) labeled training frames, for every
+    # test frame.
+    mean = rearrange(probe.target_norm.mean.cpu(), "(j k) -> 1 j k", k=k).expand_as(test_kps)
+    mean_pose = compute_metrics(mean, test_kps, test_masks, cfg.target, cfg.pck_alpha)
 
     result = {
         "checkpoint": source,
@@ -484,6 +552,7 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
         "epochs": epochs,
         "train_loss": losses,
         "metrics": metrics,
+        "mean_pose": mean_pose,
         "git_commit": git_commit(),
     }
     (run_dir / "result.json").write_text(json.dumps(result, indent=2))
@@ -493,6 +562,9 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
     )
     for logger in loggers:
         logger.log_metrics({f"{test_split}/{k}": v for k, v in metrics.items()}, step=epochs)
+        logger.log_metrics(
+            {f"{test_split}/mean_pose_{k}": v for k, v in mean_pose.items()}, step=epochs
+        )
         logger.save()
         if type(logger).__name__ == "WandbLogger":
             logger.experiment.finish()
@@ -503,7 +575,7 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
 
 def format_result(r: dict) -> str:
     c = r["config"]
-    units = {"mpjpe": "mm", "n_mpjpe": "mm", "p_mpjpe": "mm", "pck": "", "px_error": "px"}
+    units = {"mpjpe": "mm", "n_mpjpe": "mm", "p_mpjpe": "mm", "body_mpjpe": "mm", "px_error": "px"}
     lines = [
         "",
         "=" * 72,
@@ -516,10 +588,12 @@ def format_result(r: dict) -> str:
         f"  train loss : {r['train_loss'][0]:.4f} -> {r['train_loss'][-1]:.4f}"
         if r["train_loss"]
         else "  train loss : (0 epochs)",
-        "  metric       value",
+        f"  flip train : {c['flip_train']}",
+        "  metric          value  mean pose (no image)",
     ]
     for name, value in r["metrics"].items():
-        lines.append(f"  {name:10s} {value:9.3f} {units.get(name, '')}")
+        unit = units.get(name, "")
+        lines.append(f"  {name:10s} {value:9.3f} {r['mean_pose'][name]:9.3f}  {unit}")
     lines += [f"  result     : {r['run_dir']}/result.json", "=" * 72]
     return "\n".join(lines)
 

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from css_pose.config import configure_threads
 from css_pose.data.backends import VideoReadError, VideoWriter, _decode, _open_container
 from css_pose.data.transforms import crop_matrix, transform_points, warp_crop, whole_frame_box
 from css_pose.heads2d import load_pose_model, predict
@@ -427,9 +428,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--min-box-score", type=float, default=0.3)
     parser.add_argument("--no-flip-test", action="store_true", help="faster, a little less exact")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch/OpenCV threads (default: the available cores)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.chunk < 1:
         parser.error("--chunk must be >= 1")
+    configure_threads(args.threads)
     meta = run_predict(
         args.model, args.video, args.out, args.boxes, args.lifter, args.chunk,
         args.min_box_score, not args.no_flip_test, args.device,

@@ -72,9 +72,11 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
 
 
 def prepare_data(cfg: DictConfig) -> Path:
-    """Generate the synthetic dataset when ``data.name=synthetic`` and its root holds no manifest."""
+    """Generate the synthetic dataset when ``data.name=synthetic`` and its root holds no
+    manifest (an interrupted generation has none yet, and resumes)."""
     root = Path(cfg.data.root)
-    if cfg.data.name == "synthetic" and not (root / "manifest.json").exists():
+    manifest = root / "manifest.json"
+    if cfg.data.name == "synthetic" and not manifest.exists():
         from css_pose.data.synthetic import generate_dataset
 
         g = cfg.data.generate
@@ -85,9 +87,11 @@ def prepare_data(cfg: DictConfig) -> Path:
             frames=g.frames,
             size=g.size,
             seed=g.seed,
+            fps=g.fps,
             people=g.people,
             occluders=g.occluders,
             motion_blur=g.motion_blur,
+            pan=g.pan,
             val_fraction=g.val_fraction,
             test_fraction=g.test_fraction,
         )
@@ -118,6 +122,10 @@ def build_datamodule(cfg: DictConfig, root: Path):
         cache_video_mb=d.cache_video_mb,
         crop_box=d.crop_box,
         augment_scope=d.augment_scope,
+        # .get: data configs saved in older checkpoints (probe, head) have no store keys.
+        store=d.get("store", False),
+        store_dir=d.get("store_dir"),
+        store_margin=d.get("store_margin", 1.5),
     )
 
 
@@ -297,18 +305,61 @@ def main(argv: list[str] | None = None) -> dict:
     return summary
 
 
+PROBE_METRICS = (("pck", "PCK@0.1", "{:.3f}"), ("mpjpe", "MPJPE", "{:.1f}"),
+                 ("body_mpjpe", "body MPJPE", "{:.1f}"), ("pmpjpe", "P-MPJPE", "{:.1f}"))  # fmt: skip
+
+
+def probe_features(probe: dict) -> list[str]:
+    """Probed representations in a probe result, the no-image ``mean`` baseline first."""
+    names = {k[: -len("_pck")] for k in probe if k.endswith("_pck")}
+    return sorted(names, key=lambda n: (n != "mean", n))
+
+
 def summary_table(s: dict) -> tuple[list[str], list[list]]:
-    """The end-of-run W&B table: one row per probed feature, MPJPE (mm) and PCK at random init
-    and at the end of training."""
+    """The end-of-run W&B table: one row per probed feature (and the no-image mean pose), each
+    probe metric at random init and at the end of training."""
     init, final = s.get("probe_initial") or {}, s.get("probe_final") or {}
-    columns = ["feature", "mpjpe_init_mm", "mpjpe_final_mm", "pck_init", "pck_final"]
-    features = sorted({k[: -len("_mpjpe")] for k in final if k.endswith("_mpjpe") and k != "mpjpe"})
+    columns = ["feature"] + [
+        f"{m}_{when}" for m, _, _ in PROBE_METRICS for when in ("init", "final")
+    ]
     rows = [
-        [f, init.get(f"{f}_mpjpe"), final.get(f"{f}_mpjpe"), init.get(f"{f}_pck"),
-         final.get(f"{f}_pck")]
-        for f in features
-    ]  # fmt: skip
+        [f] + [d.get(f"{f}_{m}") for m, _, _ in PROBE_METRICS for d in (init, final)]
+        for f in probe_features(final)
+    ]
     return columns, rows
+
+
+def format_probe(init: dict | None, final: dict) -> list[str]:
+    """The online probe as text: per feature, each metric after training and at random init."""
+    init = init or {}
+    head = "".join(f"{label:>22s}" for _, label, _ in PROBE_METRICS)
+    lines = [
+        "  online probe (ridge on frozen features, held-out validation videos; 2D PCK@0.1 of the",
+        "  tight box of visible joints, MPJPE mm in camera / body frame, P-MPJPE mm):",
+        f"    {'feature':9s}{head}",
+        f"    {'':9s}" + "".join(f"{'trained (init)':>22s}" for _ in PROBE_METRICS),
+    ]
+    for name in probe_features(final):
+        cells = []
+        for m, _, fmt in PROBE_METRICS:
+            value = final.get(f"{name}_{m}")
+            cell = "-" if value is None else fmt.format(value)
+            if f"{name}_{m}" in init:
+                cell += f" ({fmt.format(init[f'{name}_{m}'])})"
+            cells.append(f"{cell:>22s}")
+        label = "mean pose" if name == "mean" else name
+        lines.append(f"    {label:9s}" + "".join(cells))
+    if "z_v_pck" in final:
+        if "z_v_pck" in init:
+            gain = final["z_v_pck"] - init["z_v_pck"]
+            lines.append(f"  z_v PCK@0.1 gain over random init: {gain:+.3f}")
+        if "z_i_pck" in final:
+            better = final["z_v_pck"] > final["z_i_pck"]
+            lines.append(
+                f"  disentanglement check: z_v {'beats' if better else 'does NOT beat'} z_i on 2D "
+                f"pose (PCK@0.1 {final['z_v_pck']:.3f} vs {final['z_i_pck']:.3f})"
+            )
+    return lines
 
 
 def format_summary(s: dict) -> str:
@@ -322,26 +373,8 @@ def format_summary(s: dict) -> str:
         f"  logs       : {s['run_dir']}/csv/metrics.csv, W&B files in {s['run_dir']}/wandb",
         f"  images     : {s['run_dir']}/images",
     ]
-    init, final = s.get("probe_initial"), s.get("probe_final")
-    if final:
-        lines.append("  online probe (ridge, held-out validation videos; MPJPE mm, PCK@0.2):")
-        names = sorted({k.rsplit("_", 1)[0] for k in final if k != "mpjpe"})
-        for name in names:
-            row = (
-                f"    {name:9s} MPJPE {final[f'{name}_mpjpe']:7.1f}  PCK {final[f'{name}_pck']:.3f}"
-            )
-            if init and f"{name}_mpjpe" in init:
-                row += (
-                    f"   | random init: MPJPE {init[f'{name}_mpjpe']:7.1f}  PCK {init[f'{name}_pck']:.3f}"
-                    f"   ratio {final[f'{name}_mpjpe'] / init[f'{name}_mpjpe']:.2f}"
-                )
-            lines.append(row)
-        if "z_v_mpjpe" in final and "z_i_mpjpe" in final:
-            better = final["z_v_mpjpe"] < final["z_i_mpjpe"]
-            lines.append(
-                f"  disentanglement check: z_v {'beats' if better else 'does NOT beat'} z_i for pose "
-                f"({final['z_v_mpjpe']:.1f} vs {final['z_i_mpjpe']:.1f} mm)"
-            )
+    if s.get("probe_final"):
+        lines += format_probe(s.get("probe_initial"), s["probe_final"])
     lines.append("=" * 72)
     return "\n".join(lines)
 

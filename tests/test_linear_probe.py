@@ -13,7 +13,7 @@ from test_train import tiny_overrides
 from css_pose.checkpoint import CheckpointError, read_checkpoint
 from css_pose.config import ConfigError
 from css_pose.data.index import index_videos
-from css_pose.linear_probe import load_probe_config, main, run_probe, tight_box_size
+from css_pose.linear_probe import load_probe_config, main, run_probe
 from css_pose.runner import main as train_main
 
 
@@ -92,8 +92,10 @@ def test_linear_probe_end_to_end(probe_root, css_ckpt, tmp_path, capsys):
     assert saved["seed"] == 0 and saved["config"]["label_fraction"] == 0.5
     assert saved["config"]["model"]["name"] == "convnet"  # the checkpoint's, not the default
     assert saved["config"]["data"]["root"] == str(probe_root)  # the checkpoint's data config
-    assert set(saved["metrics"]) == {"mpjpe", "n_mpjpe", "p_mpjpe"}
+    assert set(saved["metrics"]) == set(saved["mean_pose"]) == {"mpjpe", "n_mpjpe", "p_mpjpe"}
     assert 0 < saved["metrics"]["p_mpjpe"] <= saved["metrics"]["mpjpe"] < 2000
+    assert 0 < saved["mean_pose"]["p_mpjpe"] <= saved["mean_pose"]["mpjpe"] < 2000
+    assert saved["config"]["flip_train"] is True and saved["config"]["pck_alpha"] == 0.1
     assert "git_commit" in saved and result["metrics"] == saved["metrics"]
     assert f"{saved['n_labeled']} of {saved['n_train_frames']} training frames" in out
     assert (run / "csv" / "metrics.csv").is_file()
@@ -133,8 +135,17 @@ def test_random_init_2d_mlp(probe_root, tmp_path):
         )
     )
     assert r["checkpoint"] == "random init"
-    assert set(r["metrics"]) == {"pck", "px_error"}
-    assert 0 <= r["metrics"]["pck"] <= 1 and r["metrics"]["px_error"] > 0
+    assert set(r["metrics"]) == set(r["mean_pose"]) == {"pck", "pck@0.1", "pck@0.2", "px_error"}
+    assert 0 <= r["metrics"]["pck"] == r["metrics"]["pck@0.1"] <= r["metrics"]["pck@0.2"] <= 1
+    assert r["metrics"]["px_error"] > 0 and r["mean_pose"]["px_error"] > 0
+
+
+@pytest.mark.parametrize("encoder", ["frozen", "finetune"])
+def test_body_frame_target_with_flips(css_ckpt, tmp_path, encoder):
+    r = main(probe_args(css_ckpt, tmp_path / encoder, target="body3d", encoder=encoder, epochs=2))
+    assert set(r["metrics"]) == set(r["mean_pose"]) == {"body_mpjpe"}
+    assert 0 < r["metrics"]["body_mpjpe"] < 2000 and 0 < r["mean_pose"]["body_mpjpe"] < 2000
+    assert r["config"]["flip_train"] is True and len(r["train_loss"]) == 2
 
 
 def _encoder(module) -> dict:
@@ -225,12 +236,6 @@ def test_config_errors():
         load_probe_config(["ckpt=none", "label_fraction=0"])
     with pytest.raises(ConfigError, match="nonsense"):
         load_probe_config(["ckpt=none", "nonsense=1"])
-
-
-def test_tight_box_size():
-    kp = torch.tensor([[[10.0, 20], [30, 5], [100, 100]]])
-    vis = torch.tensor([[True, True, False]])
-    assert tight_box_size(kp, vis).tolist() == [[20.0, 15.0]]
 
 
 def test_no_test_split_falls_back_to_val(probe_root, css_ckpt, tmp_path, capsys):

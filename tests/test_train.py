@@ -104,6 +104,11 @@ def test_css_run_writes_everything(tiny_root, tmp_path, capsys):
         "probe/z_v_mpjpe",
         "probe/z_i_mpjpe",
         "probe/z_v_pck",
+        "probe/z_v_body_mpjpe",
+        "probe/z_v_pmpjpe",
+        "probe/mean_pck",
+        "probe/mean_mpjpe",
+        "probe/mean_body_mpjpe",
         "probe/init_z_v_mpjpe",
         "train/lr",
     ):
@@ -138,8 +143,8 @@ def test_wandb_offline_run_files(tiny_root, tmp_path, monkeypatch):
     tables = list(offline[0].glob("files/media/table/summary/probe_*.table.json"))
     assert tables, sorted(p.name for p in offline[0].rglob("*"))
     table = json.loads(tables[0].read_text())
-    assert table["columns"][:3] == ["feature", "mpjpe_init_mm", "mpjpe_final_mm"]
-    assert {row[0] for row in table["data"]} == {"z_v", "z_i", "backbone"}
+    assert table["columns"][:3] == ["feature", "pck_init", "pck_final"]
+    assert {row[0] for row in table["data"]} == {"z_v", "z_i", "backbone", "mean"}
     assert list(offline[0].glob("files/media/images/media/embedding_*.png"))
 
 

@@ -10,6 +10,7 @@ before every pass, which reaches persistent workers too.
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -21,7 +22,8 @@ from torch.utils.data import DataLoader, Sampler
 
 from css_pose.data.backends import CACHE_VIDEO_MB, FRAME_CACHE_MB, ReaderFactory
 from css_pose.data.dataset import VideoClipDataset
-from css_pose.data.index import VideoIndex, index_videos
+from css_pose.data.index import VideoEntry, VideoIndex, index_videos
+from css_pose.data.store import CropStore
 from css_pose.data.transforms import AugmentConfig
 
 SAMPLING_KEYS = ("n_pos", "d_pos", "n_neg", "d_neg", "n_gt", "gt_max", "clip_len", "clip_stride")
@@ -126,6 +128,12 @@ class VideoDataModule(pl.LightningDataModule):
             ``num_workers x cache_mb`` per loader. See :class:`VideoClipDataset`.
         crop_box: "frame" or "sample" (one union box per sample); see :class:`VideoClipDataset`.
         augment_scope: "sample" or "frame" (one augmentation per frame); training only.
+        store: read crops from a :class:`~css_pose.data.store.CropStore` per split (built in
+            ``prepare_data`` for train and val, on first use for a probe's split) instead of
+            decoding videos; ``crop_box="frame"`` only. Disk: frames x (size x margin)^2 x 3
+            bytes per split, in ``store_dir`` (default ``$XDG_CACHE_HOME/css_pose/stores``, else
+            ``~/.cache/css_pose/stores``).
+        store_margin: stored crop side / ``size`` (context for scale and shift augmentation).
     """
 
     def __init__(
@@ -150,6 +158,9 @@ class VideoDataModule(pl.LightningDataModule):
         cache_video_mb: float = CACHE_VIDEO_MB,
         crop_box: str = "frame",
         augment_scope: str = "sample",
+        store: bool = False,
+        store_dir: str | Path | None = None,
+        store_margin: float = 1.5,
     ):
         super().__init__()
         sampling = dict(sampling or {})
@@ -165,14 +176,28 @@ class VideoDataModule(pl.LightningDataModule):
         self.strict, self.cache = strict, cache
         self.cache_mb, self.cache_video_mb = cache_mb, cache_video_mb
         self.crop_box, self.augment_scope = crop_box, augment_scope
+        if store and crop_box != "frame":
+            warnings.warn(
+                f"store=True is not used with crop_box={crop_box!r} (the store holds per-frame "
+                "crops); videos are decoded as without it",
+                stacklevel=2,
+            )
+        self.store = store and crop_box == "frame"
+        self.store_dir, self.store_margin = store_dir, store_margin
+        self._stores: dict[tuple[VideoEntry, ...], CropStore] = {}
         self.index: VideoIndex | None = None
         self.train_set: VideoClipDataset | None = None
         self.val_set: VideoClipDataset | None = None
         self._probe_loaders: dict[str, DataLoader] = {}
 
     def prepare_data(self) -> None:
-        """Build the index cache once (rank 0) so that every rank's ``setup`` only reads it."""
-        index_videos(self.root, strict=self.strict, cache=self.cache)
+        """Build the index cache and the crop stores once (rank 0) so that every rank's ``setup``
+        only reads them."""
+        index = index_videos(self.root, strict=self.strict, cache=self.cache)
+        for split in ("train", "val"):
+            videos = index.split(split, self.val_fraction)
+            if self.store and videos:
+                self._crop_store(videos)
 
     def setup(self, stage: str | None = None) -> None:
         if self.index is not None:
@@ -185,6 +210,22 @@ class VideoDataModule(pl.LightningDataModule):
         val = self.index.split("val", self.val_fraction)
         if val:
             self.val_set = self._dataset(val, self.val_samples, None, self.seed + 1)
+
+    def _crop_store(self, videos: list[VideoEntry]) -> CropStore | None:
+        """The split's crop store, built or checked once per datamodule; None when off."""
+        if not self.store:
+            return None
+        key = tuple(sorted(videos, key=lambda v: v.path))
+        if key not in self._stores:
+            self._stores[key] = CropStore.build(
+                videos,
+                self.size,
+                margin=self.store_margin,
+                box_pad=self.box_pad,
+                store_dir=self.store_dir,
+                backend=self.backend,
+            )
+        return self._stores[key]
 
     def _dataset(self, videos, samples: int | None, augment, seed: int, **kw) -> VideoClipDataset:
         kw.setdefault("mode", self.mode)
@@ -200,6 +241,7 @@ class VideoDataModule(pl.LightningDataModule):
             cache_video_mb=self.cache_video_mb,
             crop_box=self.crop_box,
             augment_scope=self.augment_scope,
+            store=self._crop_store(videos),
             **self.sampling,
             **kw,
         )

@@ -47,6 +47,7 @@ from css_pose.data.sampling import (
     sample_clip,
     sample_contrastive,
 )
+from css_pose.data.store import CropStore, stored_to_crop
 from css_pose.data.transforms import (
     AugmentConfig,
     ViewParams,
@@ -107,6 +108,12 @@ class VideoClipDataset(Dataset):
         augment_scope: "sample" draws one augmentation for all frames of a sample (views mode:
             one per view), so colours stay constant within it; "frame" draws one per frame
             (never a flip), so a contrastive loss between frames cannot match them by colour.
+        store: decoded crops (:class:`~css_pose.data.store.CropStore`) built with the same
+            ``size`` and ``box_pad`` from these videos (or more); every mode then reads frames
+            from it instead of decoding, and the crop is its stored row warped by the same
+            frame -> crop matrix as without it (labels are unchanged; pixels differ by one more
+            bilinear resampling). Used with ``crop_box="frame"`` only: "sample" crops around
+            union boxes the store does not hold, so it keeps decoding.
     """
 
     def __init__(
@@ -135,6 +142,7 @@ class VideoClipDataset(Dataset):
         cache_video_mb: float = CACHE_VIDEO_MB,
         crop_box: str = "frame",
         augment_scope: str = "sample",
+        store: CropStore | None = None,
     ):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
@@ -142,6 +150,11 @@ class VideoClipDataset(Dataset):
             raise ValueError(f"crop_box must be 'frame' or 'sample', got {crop_box!r}")
         if augment_scope not in ("sample", "frame"):
             raise ValueError(f"augment_scope must be 'sample' or 'frame', got {augment_scope!r}")
+        if store is not None and (store.size, store.box_pad) != (size, box_pad):
+            raise ValueError(
+                f"the crop store {store.directory} holds crops for size={store.size}, "
+                f"box_pad={store.box_pad}; this dataset uses size={size}, box_pad={box_pad}"
+            )
         if mode == "contrastive":
             check_contrastive_params(n_pos, d_pos, n_neg, d_neg, n_gt, gt_max)
         self.videos = list(videos)
@@ -149,6 +162,7 @@ class VideoClipDataset(Dataset):
         self.backend, self.seed, self.max_retries = backend, seed, max_retries
         self.cache_mb, self.cache_video_mb = cache_mb, cache_video_mb
         self.crop_box, self.augment_scope = crop_box, augment_scope
+        self.store = store if crop_box == "frame" else None
         self.contrastive = dict(
             n_pos=n_pos, d_pos=d_pos, n_neg=n_neg, d_neg=d_neg, n_gt=n_gt, gt_max=gt_max
         )
@@ -326,7 +340,10 @@ class VideoClipDataset(Dataset):
         self, track: Track, frame_idx: np.ndarray, rng: np.random.Generator
     ) -> dict[str, torch.Tensor]:
         entry = self.videos[track.video]
-        images = self._read(entry, frame_idx)
+        if self.store is None:
+            images, stored = self._read(entry, frame_idx), None
+        else:
+            images, stored = self.store.read(entry, track.person, frame_idx)
         n = len(frame_idx)
         ann = self.annotations.get(track.video)
         if ann is None:
@@ -347,7 +364,8 @@ class VideoClipDataset(Dataset):
         params = [draw_view_params(rng, self.augment, allow_flip=flip) for _ in range(views)]
         group = np.arange(n) * views // n  # view of each frame
         matrices = [crop_matrix(boxes[i], self.size, pad, params[group[i]]) for i in range(n)]
-        crops = np.stack([warp_crop(images[i], matrices[i], self.size) for i in range(n)])
+        warps = matrices if stored is None else stored_to_crop(np.stack(matrices), stored)
+        crops = np.stack([warp_crop(images[i], warps[i], self.size) for i in range(n)])
         for v in range(views):
             if self.augment is not None:
                 crops[group == v] = apply_colour(crops[group == v], params[v])

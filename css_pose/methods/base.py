@@ -42,7 +42,10 @@ class PretrainMethod(pl.LightningModule):
         self.optim_cfg = optim_cfg
         self.img_size = img_size
         self.encoder = build_encoder(
-            model_cfg.name, weights_path=model_cfg.weights_path, in_size=img_size
+            model_cfg.name,
+            weights_path=model_cfg.weights_path,
+            in_size=img_size,
+            width=model_cfg.get("width"),
         )
         self._step_t0: float | None = None
         # The composed train config as plain containers; stored in every checkpoint so that a

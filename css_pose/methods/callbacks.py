@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from css_pose.metrics import mpjpe, pck, root_relative
+from css_pose.metrics import body_frame, mpjpe, p_mpjpe, pck_tight, root_relative
 from css_pose.probe import fit_ridge_cv
 from css_pose.viz import contact_sheet, draw_skeleton, embedding_figure, save_png
 
@@ -63,17 +63,41 @@ def _collect(pl_module, loader) -> dict[str, torch.Tensor]:
     return out
 
 
+def score_probe(
+    pred: dict[str, torch.Tensor], gt: dict[str, torch.Tensor], pck_alpha: float
+) -> dict[str, float]:
+    """Scores of one probe's predictions (definitions: docs/metrics.md).
+
+    Args:
+        pred, gt: ``kp2d`` (B, J, 2) crop px, ``kp3d`` (B, J, 3) root-relative camera coordinates
+            (mm), ``body3d`` (B, J, 3) body-frame pose (mm); ``gt`` also ``visibility`` (B, J).
+        pck_alpha: PCK threshold as a fraction of the longer side of the tight visible GT box.
+    Returns:
+        ``pck`` (:func:`~css_pose.metrics.pck_tight`, pooled over visible joints), ``mpjpe`` and
+        ``pmpjpe`` of the camera-frame 3D prediction, ``body_mpjpe`` of the body-frame prediction.
+    """
+    return {
+        "pck": float(pck_tight(pred["kp2d"], gt["kp2d"], gt["visibility"].bool(), pck_alpha)),
+        "mpjpe": float(mpjpe(pred["kp3d"], gt["kp3d"])),
+        "body_mpjpe": float(mpjpe(pred["body3d"], gt["body3d"])),
+        "pmpjpe": float(p_mpjpe(pred["kp3d"], gt["kp3d"])),
+    }
+
+
 def ridge_probe(
     data: dict[str, torch.Tensor], alphas: list[float], pck_alpha: float
 ) -> dict[str, float]:
-    """Fit ridge regressors from each feature to 3D and 2D pose on half of the videos, score the rest.
+    """Fit ridge regressors from each feature to pose on half of the videos, score the rest.
 
-    Videos are split by sorted id: even positions fit, odd positions are held out. 3D targets are
-    root-relative camera coordinates (mm); 2D targets are crop pixels. PCK uses the tight box of the
-    ground-truth 2D keypoints as the reference size, pooled over visible joints.
+    Videos are split by sorted id: even positions fit, odd positions are held out. One ridge per
+    target and feature, each with its own cross-validated penalty: 2D keypoints (crop px),
+    root-relative camera-frame 3D (mm) and body-frame 3D (:func:`~css_pose.metrics.body_frame`,
+    mm). The ``mean`` row is the no-image baseline: the mean fitting target of each kind,
+    predicted for every held-out frame and scored the same way (:func:`score_probe`).
 
     Returns:
-        ``{"<feature>_mpjpe": mm, "<feature>_pck": fraction}`` for every feature.
+        ``{"<feature>_pck", "<feature>_mpjpe", "<feature>_body_mpjpe", "<feature>_pmpjpe"}`` for
+        every feature and for ``mean``.
     """
     vids = data["video_idx"]
     uniq = torch.unique(vids)
@@ -84,44 +108,46 @@ def ridge_probe(
         )
     held = torch.isin(vids, uniq[1::2])
     n_folds = min(5, len(uniq[0::2]))
-    y3 = root_relative(data["keypoints_3d"]).flatten(1)
-    y2 = data["keypoints_2d"].flatten(1)
-    target = torch.cat([y3, y2], dim=1)
-    kp2, vis = data["keypoints_2d"][held], data["visibility"][held]
-    box = kp2.amax(1) - kp2.amin(1)  # (B, 2) tight keypoint box (w, h), crop px
-    out = {}
+    kp3d = root_relative(data["keypoints_3d"])
+    targets = {"kp2d": data["keypoints_2d"], "kp3d": kp3d, "body3d": body_frame(kp3d)}
+    gt = {k: v[held] for k, v in targets.items()}
+    gt["visibility"] = data["visibility"][held]
+    n_held = int(held.sum())
+    mean = {k: v[~held].mean(0, keepdim=True).expand(n_held, -1, -1) for k, v in targets.items()}
+    rows = {"mean": score_probe(mean, gt, pck_alpha)}
     for key, x in data.items():
         if not key.startswith("feat/"):
             continue
-        probe, _ = fit_ridge_cv(
-            x[~held], target[~held], alphas=alphas, n_folds=n_folds, groups=vids[~held]
-        )
-        pred = probe.predict(x[held]).float()
-        p3 = pred[:, : y3.shape[1]].reshape(-1, y3.shape[1] // 3, 3)
-        p2 = pred[:, y3.shape[1] :].reshape(kp2.shape)
-        name = key.removeprefix("feat/")
-        out[f"{name}_mpjpe"] = float(mpjpe(p3, y3[held].reshape(p3.shape)))
-        out[f"{name}_pck"] = float(pck(p2, kp2, vis, box, pck_alpha))
-    return out
+        pred = {}
+        for kind, y in targets.items():
+            probe, _ = fit_ridge_cv(
+                x[~held], y[~held].flatten(1), alphas=alphas, n_folds=n_folds, groups=vids[~held]
+            )
+            pred[kind] = probe.predict(x[held]).float().reshape(gt[kind].shape)
+        rows[key.removeprefix("feat/")] = score_probe(pred, gt, pck_alpha)
+    return {f"{name}_{metric}": v for name, row in rows.items() for metric, v in row.items()}
 
 
 class OnlineProbe(pl.Callback):
     """Every ``every_n_epochs`` validation epochs, ridge-probe the frozen features (see
-    :func:`ridge_probe`) and log ``probe/<feature>_mpjpe`` and ``probe/<feature>_pck``.
+    :func:`ridge_probe`) and log ``probe/<feature>_pck`` (PCK@``pck_alpha``, tight visible box),
+    ``probe/<feature>_mpjpe`` (camera frame), ``probe/<feature>_body_mpjpe`` (body frame) and
+    ``probe/<feature>_pmpjpe``, each beside the no-image baseline ``probe/mean_<metric>``.
 
     ``probe/mpjpe`` repeats the MPJPE of the method's pose feature (z_v, else backbone): it is the
     checkpoint monitor. ``z_v`` should predict pose far better than ``z_i``: that is the
     disentanglement check. With ``at_start`` the encoder is probed once before training (the
-    random-init baseline, logged at step 0 and kept in ``self.initial``). With ``embedding_dir``
-    each probe also saves ``embedding_epoch<E>.png`` (and W&B ``media/embedding``): PCA of z_v
-    coloured by pose cluster beside z_i coloured by video (:func:`css_pose.viz.embedding_figure`).
+    random-init baseline, logged at step 0 as ``probe/init_<feature>_<metric>`` and kept in
+    ``self.initial``). With ``embedding_dir`` each probe also saves ``embedding_epoch<E>.png`` (and
+    W&B ``media/embedding``): PCA of z_v coloured by pose cluster beside z_i coloured by video
+    (:func:`css_pose.viz.embedding_figure`).
     """
 
     def __init__(
         self,
         loader_fn: Callable[[], object],
         alphas: list[float],
-        pck_alpha: float = 0.2,
+        pck_alpha: float = 0.1,
         every_n_epochs: int = 1,
         at_start: bool = True,
         embedding_dir: str | Path | None = None,

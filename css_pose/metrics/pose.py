@@ -1,8 +1,8 @@
-"""Pose metrics as pure torch functions with masks (definitions: shared/methods.md, Metrics).
+"""Pose metrics as pure torch functions with masks (definitions: docs/metrics.md).
 
 3D errors are in the unit of the inputs (mm for Human3.6M) and pool every valid joint of every
 sample into one mean (a sample with more valid joints weighs more). A metric over no valid joint is
-NaN.
+NaN. The project's PCK is :func:`pck_tight`; :func:`body_frame` removes a pose's orientation.
 """
 
 from __future__ import annotations
@@ -10,6 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+
+from css_pose.skeleton import ROOT
+
+# Human3.6M joints that define the body frame (see body_frame).
+PELVIS, R_HIP, L_HIP, THORAX = 0, 1, 4, 8
 
 
 def root_relative(kp3d: torch.Tensor, root: int = 0) -> torch.Tensor:
@@ -143,6 +148,82 @@ def pck(
     if not per_joint:
         return pooled
     return pooled, correct.sum(dim=0) / vis.sum(dim=0)
+
+
+def tight_box_size(kp2d: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """Size (w, h) of the tight box of each sample's visible joints.
+
+    Args:
+        kp2d: (B, J, 2) px. visible: (B, J) bool.
+    Returns:
+        (B, 2) px, each side at least 1 px (a sample with fewer than two distinct visible joints
+        gets a 1 px box).
+    """
+    inf = torch.tensor(float("inf"), dtype=kp2d.dtype, device=kp2d.device)
+    v = visible.bool()[..., None]
+    lo = torch.where(v, kp2d, inf).amin(dim=1)
+    hi = torch.where(v, kp2d, -inf).amax(dim=1)
+    size = (hi - lo).nan_to_num(0.0, posinf=0.0, neginf=0.0)
+    return size.clamp_min(1.0)
+
+
+def pck_tight(
+    pred: torch.Tensor,
+    gt: torch.Tensor,
+    visible: torch.Tensor,
+    alpha: float = 0.1,
+    per_joint: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """The project's PCK@alpha: |p_hat - p| <= alpha * max(w, h), where (w, h) is the tight box of
+    the sample's VISIBLE ground-truth joints (:func:`tight_box_size`); visible joints only, pooled
+    over joints and samples (correct visible joints / visible joints).
+
+    Args:
+        pred, gt: (B, J, 2) keypoints, px. visible: (B, J) bool.
+        alpha: threshold as a fraction of the box's longer side.
+        per_joint: also return the (J,) PCK of each joint (NaN for a joint never visible).
+    Returns:
+        as :func:`pck`.
+    """
+    visible = _check(gt, gt, visible, 2)
+    return pck(pred, gt, visible, tight_box_size(gt, visible), alpha, per_joint)
+
+
+def body_frame(pose3d: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Express each pose in a frame built from its own joints, removing its orientation.
+
+    With p_j the pose made root-relative (pelvis at 0), the axes are
+    x = normalise(p_l_hip - p_r_hip), y = normalise(u - <u, x> x) with u = p_thorax - p_pelvis,
+    z = x cross y (orthonormal, right-handed), and joint j becomes (<p_j, x>, <p_j, y>, <p_j, z>).
+    Any rotation R of the input (p_j -> R p_j) rotates the axes with it, so the output does not
+    change. A degenerate pose (hips closer than ``eps``, or a spine parallel to the hips) falls
+    back to camera axes: x = camera x, and y from the camera axis least aligned with x; the output
+    is then finite but no longer rotation-invariant.
+
+    Args:
+        pose3d: (..., 17, 3), Human3.6M order (0 pelvis, 1 r_hip, 4 l_hip, 8 thorax), mm.
+        eps: norm below which an axis counts as degenerate, in pose units.
+    Returns:
+        (..., 17, 3) body-frame coordinates, same unit and dtype.
+    """
+    if pose3d.shape[-1] != 3 or pose3d.ndim < 2 or pose3d.shape[-2] <= THORAX:
+        raise ValueError(f"expected (..., 17, 3) Human3.6M joints, got {tuple(pose3d.shape)}")
+    p = root_relative(pose3d, ROOT)
+    eye = torch.eye(3, dtype=p.dtype, device=p.device)
+    x = p[..., L_HIP, :] - p[..., R_HIP, :]  # (..., 3)
+    x_norm = x.norm(dim=-1, keepdim=True)
+    x = torch.where(x_norm > eps, x / x_norm.clamp_min(eps), eye[0])
+    u = p[..., THORAX, :] - p[..., PELVIS, :]
+    u = u - (u * x).sum(-1, keepdim=True) * x
+    u_norm = u.norm(dim=-1, keepdim=True)
+    # The camera axis least aligned with x keeps a component >= sqrt(2/3) after projection.
+    spare = eye[x.abs().argmin(dim=-1)]
+    spare = spare - (spare * x).sum(-1, keepdim=True) * x
+    u = torch.where(u_norm > eps, u, spare)
+    y = u / u.norm(dim=-1, keepdim=True).clamp_min(eps)
+    z = torch.linalg.cross(x, y)
+    axes = torch.stack([x, y, z], dim=-2)  # (..., 3 axes, 3 camera coords)
+    return torch.einsum("...jc,...ac->...ja", p, axes)
 
 
 def auc_pck(

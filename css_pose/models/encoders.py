@@ -18,8 +18,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _RESNET_STAGE_CHANNELS = {"resnet18": [64, 128, 256, 512], "resnet50": [256, 512, 1024, 2048]}
-# (out_channels, stride) of each ConvNet conv layer, grouped by stage; each stage halves the size.
-_CONVNET_STAGES = (((32, 2),), ((64, 2),), ((128, 2), (128, 1)), ((256, 2),))
+# (channels as a multiple of the width, stride) of each ConvNet conv layer, grouped by stage; each
+# stage halves the size.
+_CONVNET_STAGES = (((1, 2),), ((2, 2),), ((4, 2), (4, 1)), ((8, 2),))
 ENCODER_NAMES = ("resnet18", "resnet50", "convnet")
 
 
@@ -93,14 +94,17 @@ def _resnet(name: str, in_size: int) -> Encoder:
     return Encoder(layers, names[4:], _RESNET_STAGE_CHANNELS[name], stride=32, in_size=in_size)
 
 
-def _convnet(in_size: int) -> Encoder:
-    """Five 3x3 conv-BN-ReLU layers in four stride-2 stages (32, 64, 128, 256 channels), ~0.54M
-    parameters, output stride 16."""
+def _convnet(in_size: int, width: int = 32) -> Encoder:
+    """Five 3x3 conv-BN-ReLU layers in four stride-2 stages (width x 1, 2, 4, 8 channels; at
+    width 32: 32, 64, 128, 256 channels and ~0.54M parameters), output stride 16."""
+    if width < 1:
+        raise ValueError(f"convnet width={width}: must be a positive number of channels")
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     c_in, channels = 3, []
     for s, stage in enumerate(_CONVNET_STAGES, start=1):
         convs = []
-        for c_out, stride in stage:
+        for factor, stride in stage:
+            c_out = factor * width
             convs += [
                 nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
                 nn.BatchNorm2d(c_out),
@@ -138,7 +142,10 @@ def load_state_dict_strict(module: nn.Module, path: str | Path) -> None:
 
 
 def build_encoder(
-    name: str = "resnet18", weights_path: str | Path | None = None, in_size: int = 128
+    name: str = "resnet18",
+    weights_path: str | Path | None = None,
+    in_size: int = 128,
+    width: int | None = None,
 ) -> Encoder:
     """Build an :class:`Encoder` by name.
 
@@ -148,6 +155,7 @@ def build_encoder(
         weights_path: optional local state-dict file, loaded strictly (see
             :func:`load_state_dict_strict`).
         in_size: input crop size in pixels (multiple of the stride).
+        width: ``convnet`` only: channels of its first stage (default 32); ResNets ignore it.
 
     Returns:
         Encoder with ``forward(x) -> (B, out_channels, h, w)``, ``forward_stages(x)``,
@@ -155,7 +163,10 @@ def build_encoder(
     """
     if name not in ENCODER_NAMES:
         raise ValueError(f"unknown encoder {name!r}; choose one of {ENCODER_NAMES}")
-    encoder = _convnet(in_size) if name == "convnet" else _resnet(name, in_size)
+    if name == "convnet":
+        encoder = _convnet(in_size, 32 if width is None else width)
+    else:
+        encoder = _resnet(name, in_size)
     if weights_path is not None:
         load_state_dict_strict(encoder, weights_path)
     return encoder

@@ -151,7 +151,7 @@ def prepare_person(
 
 
 def _fix(p: np.ndarray) -> np.ndarray:
-    return np.round(p * ONE).astype(np.int32)
+    return np.rint(p * ONE).astype(np.int32)  # rint: np.round's result without its wrapper cost
 
 
 def _colour(rgb, k: float) -> tuple[float, float, float]:
@@ -160,14 +160,18 @@ def _colour(rgb, k: float) -> tuple[float, float, float]:
 
 def _capsule(img, pa, pb, ra, rb, colour, line_type) -> None:
     """Tapered capsule: discs of radius ra at pa and rb at pb joined by their tangent band (px)."""
-    d = pb - pa
-    n = np.array([-d[1], d[0]]) / max(float(np.hypot(*d)), 1e-9)
-    quad = _fix(np.stack([pa + n * ra, pb + n * rb, pb - n * rb, pa - n * ra]))
+    # Python floats: the same float64 arithmetic as numpy on (2,) arrays, at a third of the cost
+    # (this runs ~40 times per rendered frame).
+    (ax, ay), (bx, by), ra, rb = pa.tolist(), pb.tolist(), float(ra), float(rb)
+    norm = max(float(np.hypot(bx - ax, by - ay)), 1e-9)
+    nx, ny = -(by - ay) / norm, (bx - ax) / norm
+    quad = [(ax + nx * ra, ay + ny * ra), (bx + nx * rb, by + ny * rb),
+            (bx - nx * rb, by - ny * rb), (ax - nx * ra, ay - ny * ra)]  # fmt: skip
+    quad = np.array([[round(x * ONE), round(y * ONE)] for x, y in quad], np.int32)
     cv2.fillConvexPoly(img, quad, colour, line_type, SHIFT)
-    for p, r in ((pa, ra), (pb, rb)):
-        cv2.circle(
-            img, tuple(_fix(p).tolist()), max(1, round(r * ONE)), colour, -1, line_type, SHIFT
-        )
+    for (x, y), r in (((ax, ay), ra), ((bx, by), rb)):
+        cv2.circle(img, (round(x * ONE), round(y * ONE)), max(1, round(r * ONE)), colour, -1,
+                   line_type, SHIFT)  # fmt: skip
 
 
 def _hull(centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
