@@ -332,8 +332,11 @@ def main() -> None:
     parser.add_argument("--cache-video-mb", type=float, default=CACHE_VIDEO_MB)
     parser.add_argument("--naive-reopen", action="store_true", help="add naive PyAV reopening")
     parser.add_argument("--store", action="store_true", help="benchmark the decoded-crop store")
+    parser.add_argument("--d-neg", type=int, default=SAMPLING["d_neg"],
+                        help="frames between anchor and negative (short videos need less)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="--store: videos and stores here")
     args = parser.parse_args()
+    SAMPLING["d_neg"] = args.d_neg
     # One thread each in this process: the loader workers and the training step share the cores.
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
