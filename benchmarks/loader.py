@@ -236,6 +236,15 @@ def train_step_seconds(batch: dict, size: int, steps: int = 10) -> float:
     return statistics.median(times[2:])
 
 
+def print_store_table(rates: dict[str, tuple[float, float]], baseline: str) -> None:
+    """Markdown rows of (epoch 1, epoch 2) clips/s per loader, with ratios against ``baseline``."""
+    print("| loader | epoch 1 clips/s | x (b) | epoch 2 clips/s | x (b) |")
+    print("|---|---:|---:|---:|---:|")
+    base = rates[baseline]
+    for name, (cold, warm) in rates.items():
+        print(f"| {name} | {cold:.1f} | {cold / base[0]:.2f} | {warm:.1f} | {warm / base[1]:.2f} |")
+
+
 def store_benchmark(args: argparse.Namespace) -> None:
     """The ``--store`` comparison (module docstring)."""
     with tempfile.TemporaryDirectory(prefix="css_pose_store_bench_") as tmp:
@@ -294,24 +303,12 @@ def store_benchmark(args: argparse.Namespace) -> None:
             f"augmentation, batch {args.batch}, {args.workers} persistent workers, shuffled; best "
             f"of {args.repeats} interleaved round(s); torch and OpenCV threads: 1\n"
         )
-        print("| loader | epoch 1 clips/s | x (b) | epoch 2 clips/s | x (b) |")
-        print("|---|---:|---:|---:|---:|")
-        base = best[loaders[1][0]]
-        for name, (cold, warm) in best.items():
-            print(
-                f"| {name} | {cold:.1f} | {cold / base[0]:.2f} | {warm:.1f} | {warm / base[1]:.2f} |"
-            )
+        print_store_table(best, loaders[1][0])
         print("\nall rounds, clips/s (epoch 1 / epoch 2):")
         for name, r in rounds.items():
             print(f"  {name}: " + ", ".join(f"{a:.0f} / {b:.0f}" for a, b in r))
         print("\nsame clips read in this process (num_workers=0), one round:\n")
-        print("| loader | epoch 1 clips/s | x (b) | epoch 2 clips/s | x (b) |")
-        print("|---|---:|---:|---:|---:|")
-        base = in_process[loaders[1][0]]
-        for name, (cold, warm) in in_process.items():
-            print(
-                f"| {name} | {cold:.1f} | {cold / base[0]:.2f} | {warm:.1f} | {warm / base[1]:.2f} |"
-            )
+        print_store_table(in_process, loaders[1][0])
         print(
             f"\n32 px crops, batch {args.batch} contrastive samples ({args.batch * frames} "
             f"frames): load from the store {load_s * 1e3:.1f} ms/batch ({load_rate:.0f} clips/s, "
