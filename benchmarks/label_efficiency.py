@@ -1,29 +1,35 @@
-"""Label efficiency: does the pretraining pay off with 1 % of the labels? (issue 4)
+"""Label efficiency: how much does pretraining save when labels are whole videos? (issue 13)
 
-    python benchmarks/label_efficiency.py            # the full study, by hand (~1.5 h on 2 cores)
-    python benchmarks/label_efficiency.py --quick    # tiny data and schedules (what the tests run)
+    python benchmarks/label_efficiency.py                 # the full study, by hand (see below)
+    python benchmarks/label_efficiency.py --quick         # tiny data and schedules (the tests)
     python benchmarks/label_efficiency.py --table docs/label_efficiency_results.md
 
-Stages, in this order; each skips the runs whose output is already on disk, so an interrupted
-study picks up where it stopped and the tables can be rebuilt from the files alone:
+The labels are drawn as whole training videos (``label_unit=video``): at a fraction f, max(1,
+round(f * videos)) videos with every labeled frame (every ``data.probe_stride``-th). A seed picks
+the videos; every method gets the same videos at the same (fraction, seed), so differences are
+paired. Scores come from the test videos, which share no appearance or motion seed with training.
 
-1. Pretraining with one schedule for every method (``python train.py``'s demo schedule: the same
-   data, backbone, crop size, epochs, steps and samples per batch; seed 0): CSS, plain temporal
-   contrastive (no split, no decoder) and SimCLR; then the ablations, CSS without the
-   reconstruction term, without the gradual-transition term, and without the z_v / z_i split.
-2. Frozen encoder: a linear probe on each method's feature (z_v; SimCLR has only the pooled
-   backbone) to root-relative 3D pose, at each label fraction with each seed, scored on the test
-   videos (appearance and motion seeds never seen in training). "random init" probes the same
-   architecture untrained (``ckpt=none``).
-3. Ablation: the frozen probe at 10 % labels on the ablated encoders.
-4. Fine-tuned encoder (lr x 0.1, BatchNorm statistics frozen), every method, fraction and seed.
-5. Supervised from scratch: encoder and linear head trained on the same labels for the same steps.
+Stages, in this order; each skips what is already on disk, so an interrupted study resumes and
+the tables can be rebuilt from the files alone:
 
-A seed picks the labeled frames and the head's initialisation; pretraining uses seed 0 for all.
-Probes train a fixed number of optimiser steps (``steps``), whatever the label count.
+1. Pretraining, one schedule for every method (the defaults of ``train.py`` with
+   ``--pretrain-overrides``; seed 0): CSS, plain temporal contrastive and SimCLR.
+2. The frozen-feature ceiling: an encoder trained with full supervision on every training label
+   (``linear_probe.py mode=supervised target=2d label_fraction=1``).
+3. Frozen encoders: features of every training frame (and of its mirror image, for the flip
+   augmentation) and every test frame are computed once per encoder; then, per (fraction, seed),
+   closed-form ridge regression with the penalty chosen by cross-validation grouped by labeled
+   video (no test or validation labels are used) to 2D keypoints, camera-frame 3D and body-frame
+   3D. Rows: CSS z_v (and z_i), plain temporal z_v, SimCLR backbone, random init z_v (the CSS
+   architecture untrained), raw pixels (16x16 RGB), the supervised encoder (ceiling) and the mean
+   pose of the labeled frames (floor, no image).
+4. Fine-tuned encoders (``linear_probe.py encoder=finetune target=2d``, lr x 0.1, BatchNorm
+   statistics frozen, ``--finetune-steps`` steps whatever the label count) for CSS, plain temporal
+   and SimCLR, and supervised from scratch (``mode=supervised``) on the same labels and steps.
+   Fractions run in the order 1 %, 10 %, 5 %, 100 %, so a partial run holds the target cells.
 
 Writes OUT/label_efficiency.json (every run's metrics), OUT/label_efficiency.md (tables, also
-printed) and OUT/label_efficiency.png (3D MPJPE against label fraction, log x axis).
+printed) and OUT/label_efficiency.png (PCK@0.1 against label fraction).
 """
 
 from __future__ import annotations
@@ -36,53 +42,63 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 FRACTIONS = (0.01, 0.05, 0.1, 1.0)
-METHODS = {  # name -> train.py overrides, probed feature
-    "css": (["method=css"], "z_v"),
-    "plain_temporal": (["method=plain_temporal"], "z_v"),
-    "simclr": (["method=simclr"], "backbone"),
+FINETUNE_ORDER = (0.01, 0.1, 0.05, 1.0)
+PRETRAINED = {  # name -> train.py overrides, frozen feature(s), fine-tuned feature
+    "css": (["method=css"], ("z_v", "z_i"), "z_v"),
+    "plain_temporal": (["method=plain_temporal"], ("z_v",), "z_v"),
+    "simclr": (["method=simclr"], ("backbone",), "backbone"),
 }
-ABLATIONS = {
-    "css - reconstruction": ["method=css", "method.weights.reconstruction=0"],
-    "css - gradual transition": ["method=css", "method.weights.gradual=0"],
-    "css - split": ["method=css", "method.split=false"],
-}
-ABLATION_FRACTION = 0.1
 RANDOM = "random init"
-SUPERVISED = "supervised"
-MEAN_POSE = "mean pose (no image)"
-# Issue 4's targets (frozen encoder, 3D MPJPE): CSS / random init and CSS / plain temporal.
-TARGETS = {RANDOM: 0.7, "plain_temporal": 0.85}
+PIXELS = "raw pixels"
+CEILING = "supervised encoder (ceiling)"
+FLOOR = "mean pose (floor)"
+SUPERVISED = "supervised from scratch"
+PIXEL_SIZE = 16
+# Ridge penalties (standardised features) tried by grouped cross-validation; with a single labeled
+# video there is nothing to cross-validate and FALLBACK_ALPHA is used.
+ALPHAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)
+FALLBACK_ALPHA = 100.0
+TARGET_KINDS = ("kp2d", "kp3d", "body3d")
+# Issue 13's targets at 1 % and 10 % (frozen): PCK gain over random init and pixels, body-frame
+# MPJPE ratio; fine-tuned CSS at 1 %: px error ratio to supervised from scratch.
+PCK_GAIN, BODY_RATIO, FINETUNE_RATIO = 0.10, 0.75, 0.85
+# Two-sided 95 % Student t quantiles by degrees of freedom (paired intervals over seeds).
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
-def slug(name: str) -> str:
-    return name.replace(" - ", "-no-").replace(" ", "_")
+def frozen_rows() -> list[str]:
+    rows = []
+    for name, (_, feats, _) in PRETRAINED.items():
+        rows += [name if f == feats[0] else f"{name} {f}" for f in feats]
+    return [*rows, RANDOM, PIXELS, CEILING, FLOOR]
 
 
 # --- quick mode -----------------------------------------------------------------------------------
 def quick_dataset(root: Path) -> Path:
-    """A 10-video synthetic set (64 px, 32 frames), generated once into ``root``."""
+    """A 16-video synthetic set (64 px, 24 frames), generated once into ``root``."""
     from css_pose.data.synthetic import generate_dataset
 
     if not (root / "manifest.json").exists():
         generate_dataset(
             root,
-            videos=10,
-            frames=32,
+            videos=16,
+            frames=24,
             size=64,
             seed=5,
             workers=1,
-            val_fraction=0.2,
-            test_fraction=0.2,
+            val_fraction=0.125,
+            test_fraction=0.125,
             progress=False,
         )
     return root
 
 
-def quick_train_overrides(root: Path, method: list[str]) -> list[str]:
-    """A ConvNet and two epochs of eight samples: seconds per method on a CPU."""
+def quick_train_overrides(root: Path, method: str) -> list[str]:
+    """Two epochs of eight samples: seconds per method on a CPU."""
     base = [
-        "model=convnet",
         f"data.root={root}",
         "data.batch_size=4",
         "data.num_workers=0",
@@ -93,32 +109,26 @@ def quick_train_overrides(root: Path, method: list[str]) -> list[str]:
         "trainer.max_epochs=2",
         "trainer.enable_progress_bar=false",
         "trainer.log_every_n_steps=1",
-        "logger.wandb.enabled=false",
         "optim.warmup_steps=0",
         "probe.enabled=false",
         "images.every_n_epochs=5",
     ]
-    if "method=simclr" not in method:
-        base += [
-            "method.dim_v=32",
-            "method.dim_i=16",
-            "method.proj_hidden=64",
-            "method.proj_dim=32",
-            "method.decoder_channels=32",
-        ]
+    if method != "simclr":
+        base += ["method.dim_v=16", "method.dim_i=8", "method.proj_hidden=32", "method.proj_dim=16"]
+        base += ["method.decoder_channels=16"] if method == "css" else []
     return base
 
 
 # --- runs -----------------------------------------------------------------------------------------
-def pretrain(name: str, overrides: list[str], out: Path, extra: list[str]) -> dict:
+def pretrain(name: str, overrides: list[str], out: Path) -> dict:
     """Pretrain one method into OUT/pretrain/<name> (skipped when it finished before)."""
     from css_pose.runner import main as train_main
 
-    run_dir = out / "pretrain" / slug(name)
+    run_dir = out / "pretrain" / name
     summary = run_dir / "summary.json"
     if not summary.exists():
         print(f"\n[label_efficiency] pretraining {name} -> {run_dir}", flush=True)
-        train_main([*overrides, *extra, f"run_dir={run_dir}"])
+        train_main([*overrides, f"run_dir={run_dir}"])
     return json.loads(summary.read_text())
 
 
@@ -133,216 +143,341 @@ def probe(run_dir: Path, argv: list[str]) -> dict:
     return json.loads(result.read_text())
 
 
-def record(rows: list[dict], method: str, encoder: str, fraction: float, seed: int, r: dict):
-    rows.append(
-        {
-            "method": method,
-            "encoder": encoder,
-            "fraction": fraction,
-            "seed": seed,
-            "n_labeled": r["n_labeled"],
-            "n_test_frames": r["n_test_frames"],
-            "test_split": r["test_split"],
-            "feature": r["config"]["feature"],
-            "checkpoint": r["checkpoint"],
-            "metrics": r["metrics"],
-        }
-    )
+def encoders(out: Path, ckpts: dict[str, str], ceiling_dir: Path, probe_args: list[str]):
+    """(row name, method module or None for pixels, feature) for every frozen row but the floor."""
+    from css_pose.checkpoint import load_method
+    from css_pose.linear_probe import load_probe_config, random_init_config
+    from css_pose.methods import build_method
 
-
-def mean_pose_runs(probe_args: list[str], fractions, seeds) -> list[dict]:
-    """The no-image baseline: the mean root-relative 3D pose of the labeled frames (the same
-    frames the probes get at each fraction and seed), predicted for every test frame."""
-    import torch
-
-    from css_pose.linear_probe import (
-        compute_metrics,
-        load_probe_config,
-        prepare_labeled_run,
-        select_labeled,
-        targets_of,
-    )
-
-    # One set-up: the labeled subsets are select_labeled(n, fraction, seed), as in every probe.
-    run = prepare_labeled_run(load_probe_config(probe_args), probe_args)
-    test = [targets_of(b, "3d") for b in run.test_loader]
-    test_kp = torch.cat([kp for kp, _ in test])
-    test_mask = torch.cat([m for _, m in test])
-    train = [targets_of(b, "3d") for b in run.train_loader]
-    train_kp = torch.cat([kp for kp, _ in train])
-    train_ok = torch.cat([m for _, m in train]).all(1)
     rows = []
-    for seed in seeds:
-        for fraction in fractions:
-            chosen = select_labeled(len(train_kp), fraction, seed)
-            mean = train_kp[chosen[train_ok[chosen]]].mean(0, keepdim=True).expand_as(test_kp)
-            rows.append(
-                {
-                    "method": MEAN_POSE,
-                    "encoder": "none",
-                    "fraction": fraction,
-                    "seed": seed,
-                    "n_labeled": len(chosen),
-                    "n_test_frames": len(test_kp),
-                    "test_split": run.test_split,
-                    "feature": "none",
-                    "checkpoint": "none",
-                    "metrics": compute_metrics(mean, test_kp, test_mask, "3d"),
-                }
-            )
+    for name, (_, feats, _) in PRETRAINED.items():
+        method, _ = load_method(ckpts[name])
+        rows += [(name if f == feats[0] else f"{name} {f}", method, f) for f in feats]
+    torch.manual_seed(0)
+    cfg = load_probe_config([*probe_args, "ckpt=none"])
+    rows.append((RANDOM, build_method(random_init_config(cfg)), "z_v"))
+    rows.append((PIXELS, None, "pixels"))
+    result = json.loads((ceiling_dir / "result.json").read_text())
+    ceiling = build_method(random_init_config(load_probe_config(ceiling_argv(probe_args, 1))))
+    state = torch.load(ceiling_dir / "probe.pt", map_location="cpu", weights_only=True)
+    ceiling.load_state_dict(state["encoder"])
+    rows.append((CEILING, ceiling, result["config"]["feature"]))
     return rows
 
 
-# --- tables ---------------------------------------------------------------------------------------
-def cell(rows: list[dict], metric: str = "mpjpe") -> tuple[float, float, int] | None:
-    values = [r["metrics"][metric] for r in rows if math.isfinite(r["metrics"][metric])]
-    if not values:
+def ceiling_argv(probe_args: list[str], steps: int) -> list[str]:
+    return [
+        *probe_args,
+        "ckpt=none",
+        "mode=supervised",
+        "feature=z_v",
+        "target=2d",
+        "label_fraction=1.0",
+        f"steps={steps}",
+        "batch_size=64",
+    ]
+
+
+@torch.no_grad()
+def extract(method, loader, feature: str, mirror: bool) -> torch.Tensor:
+    """(N, D) features of every frame of ``loader`` (mirrored with ``mirror``); ``method`` None:
+    the crop itself, area-resized to PIXEL_SIZE, flattened."""
+    from css_pose.linear_probe import _features, mirror_frame_batch
+
+    if method is not None:
+        method.eval()
+    out = []
+    for batch in loader:
+        if mirror:
+            batch = mirror_frame_batch(batch, torch.ones(len(batch["frames"]), dtype=torch.bool))
+        if method is None:
+            frames = batch["frames"][:, 0].float()
+            small = torch.nn.functional.adaptive_avg_pool2d(frames, PIXEL_SIZE)
+            out.append(small.flatten(1))
+        else:
+            out.append(_features(method, batch["frames"], feature).float())
+    return torch.cat(out)
+
+
+def labels(loader, mirror: bool) -> dict[str, torch.Tensor]:
+    """Targets of every frame: kp2d (N, J, 2) crop px, kp3d / body3d (N, J, 3) mm, visibility."""
+    from css_pose.linear_probe import mirror_frame_batch, targets_of
+
+    parts: dict[str, list] = {"kp2d": [], "kp3d": [], "body3d": [], "visibility": []}
+    for batch in loader:
+        if mirror:
+            batch = mirror_frame_batch(batch, torch.ones(len(batch["frames"]), dtype=torch.bool))
+        kp2, vis = targets_of(batch, "2d")
+        parts["kp2d"].append(kp2.float())
+        parts["visibility"].append(vis)
+        parts["kp3d"].append(targets_of(batch, "3d")[0].float())
+        parts["body3d"].append(targets_of(batch, "body3d")[0].float())
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+class FrozenData:
+    """Every training frame (plain and mirrored) and every test frame, in a fixed order."""
+
+    def __init__(self, probe_args: list[str], out: Path):
+        from css_pose.linear_probe import (
+            frame_datamodule,
+            frame_videos,
+            load_probe_config,
+            make_loader,
+        )
+
+        cfg = load_probe_config([*probe_args, "ckpt=none"])
+        dm = frame_datamodule(cfg)
+        train = dm.probe_dataloader("train")
+        self.train_loader = make_loader(train.dataset, train, cfg.data.batch_size, False, 0)
+        self.test_loader = dm.probe_dataloader("test")
+        self.videos = frame_videos(train.dataset, range(len(train.dataset)))
+        names = sorted(set(self.videos))
+        self.video_ids = torch.tensor([names.index(v) for v in self.videos])
+        cache = out / "features" / "labels.pt"
+        if cache.exists():
+            saved = torch.load(cache, weights_only=True)
+        else:
+            saved = {
+                "train": labels(self.train_loader, False),
+                "mirror": labels(self.train_loader, True),
+                "test": labels(self.test_loader, False),
+            }
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(saved, cache)
+        self.train, self.mirror, self.test = saved["train"], saved["mirror"], saved["test"]
+        self.n_test = len(self.test["kp2d"])
+
+    def features(self, out: Path, name: str, method, feature: str) -> dict[str, torch.Tensor]:
+        path = out / "features" / f"{name.replace(' ', '_')}.pt"
+        if path.exists():
+            return torch.load(path, weights_only=True)
+        t0 = time.time()
+        feats = {
+            "train": extract(method, self.train_loader, feature, False),
+            "mirror": extract(method, self.train_loader, feature, True),
+            "test": extract(method, self.test_loader, feature, False),
+        }
+        torch.save(feats, path)
+        n = sum(len(v) for v in feats.values())
+        print(f"[label_efficiency] {name}: {n} frames -> {feats['train'].shape[1]}-d features "
+              f"in {time.time() - t0:.0f} s", flush=True)  # fmt: skip
+        return feats
+
+
+def fit_frozen(data: FrozenData, feats: dict | None, chosen: torch.Tensor) -> dict[str, float]:
+    """Ridge from features to each target on the chosen frames and their mirrors; test scores.
+    ``feats`` None: the floor (the mean pose of the chosen, unmirrored frames)."""
+    from css_pose.methods.callbacks import score_probe
+    from css_pose.probe.ridge import RidgeProbe, fit_ridge_cv
+
+    gt = {**{k: data.test[k] for k in TARGET_KINDS}, "visibility": data.test["visibility"]}
+    n_test = data.n_test
+    if feats is None:
+        pred = {k: data.train[k][chosen].mean(0, keepdim=True).expand(n_test, -1, -1)
+                for k in TARGET_KINDS}  # fmt: skip
+        return score_probe(pred, gt, 0.1)
+    x = torch.cat([feats["train"][chosen], feats["mirror"][chosen]])
+    groups = data.video_ids[chosen].repeat(2)
+    n_folds = min(5, len(torch.unique(groups)))
+    pred = {}
+    for kind in TARGET_KINDS:
+        y = torch.cat([data.train[kind][chosen], data.mirror[kind][chosen]]).flatten(1)
+        if n_folds >= 2:
+            ridge, _ = fit_ridge_cv(x, y, alphas=ALPHAS, n_folds=n_folds, groups=groups)
+        else:
+            ridge = RidgeProbe(FALLBACK_ALPHA).fit(x, y)
+        pred[kind] = ridge.predict(feats["test"]).float().reshape(gt[kind].shape)
+    return score_probe(pred, gt, 0.1)
+
+
+# --- statistics and tables ------------------------------------------------------------------------
+def select(rows, **keys) -> list[dict]:
+    return [r for r in rows if all(r.get(k) == v for k, v in keys.items())]
+
+
+def values(rows, metric: str) -> dict[int, float]:
+    return {r["seed"]: r["metrics"][metric] for r in rows if math.isfinite(r["metrics"][metric])}
+
+
+def mean_std(v: dict[int, float]) -> tuple[float, float, int] | None:
+    if not v:
         return None
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return statistics.mean(values), std, len(values)
+    xs = list(v.values())
+    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0), len(xs)
 
 
-def fmt(c: tuple[float, float, int] | None) -> str:
+def paired(a: dict[int, float], b: dict[int, float]) -> tuple[float, float, int] | None:
+    """Mean of a - b over the seeds both have, and the half-width of its 95 % t interval."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return None
+    d = [a[s] - b[s] for s in seeds]
+    if len(d) == 1:
+        return d[0], math.nan, 1
+    half = T95.get(len(d) - 1, 1.96) * statistics.stdev(d) / math.sqrt(len(d))
+    return statistics.mean(d), half, len(d)
+
+
+def fmt(c, digits: int = 3) -> str:
     if c is None:
         return "not run"
     mean, std, n = c
-    return f"{mean:.1f} ± {std:.1f} (n={n})" if n > 1 else f"{mean:.1f} (n=1)"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f} (n=1)"
 
 
-def select(rows, **keys) -> list[dict]:
-    return [r for r in rows if all(r[k] == v for k, v in keys.items())]
+def fmt_paired(c, digits: int = 3) -> str:
+    if c is None:
+        return "not run"
+    mean, half, n = c
+    return f"{mean:+.{digits}f} [{mean - half:+.{digits}f}, {mean + half:+.{digits}f}]" if n > 1 \
+        else f"{mean:+.{digits}f} (n=1)"  # fmt: skip
+
+
+def labels_saved(rows, fractions) -> str:
+    """Smallest fraction at which fine-tuned CSS reaches supervised-from-scratch at 10 % (PCK)."""
+    ref = mean_std(values(select(rows, method=SUPERVISED, fraction=0.1), "pck"))
+    if ref is None:
+        return "not measured (no supervised-from-scratch run at 10 %)"
+    for f in sorted(fractions):
+        c = mean_std(values(select(rows, method="css", encoder="finetune", fraction=f), "pck"))
+        if c is not None and c[0] >= ref[0]:
+            return (f"fine-tuned CSS reaches supervised from scratch at 10 % (PCK@0.1 {ref[0]:.3f})"
+                    f" at {f:g} of the videos ({c[0]:.3f})")  # fmt: skip
+    return (f"fine-tuned CSS does not reach supervised from scratch at 10 % (PCK@0.1 {ref[0]:.3f}) "
+            "at any measured fraction")  # fmt: skip
 
 
 def markdown(study: dict) -> str:
     rows, fractions = study["runs"], study["fractions"]
-    labels = {}
-    for r in rows:
-        labels.setdefault(r["fraction"], r["n_labeled"])
-    head = " | ".join(f"{f:g} ({labels.get(f, '?')} frames)" for f in fractions)
+    videos = {r["fraction"]: r["n_videos"] for r in rows if "n_videos" in r}
+    frames = {r["fraction"]: r["n_labeled"] for r in rows}
+    head = " | ".join(f"{f:g} ({videos.get(f, '?')} videos, {frames.get(f, '?')} fr)"
+                      for f in fractions)  # fmt: skip
+    sep = "|---|" + "---|" * len(fractions)
+    n_test = next((r["n_test_frames"] for r in rows), "?")
     lines = [
-        f"Test split: {rows[0]['n_test_frames'] if rows else '?'} frames of held-out videos. "
-        f"Cells: 3D MPJPE in mm, mean ± std over seeds {study['seeds']} (n = runs).",
+        f"Test: {n_test} frames of {study.get('n_test_videos', '?')} held-out videos. Labels: whole "
+        f"training videos (of {study.get('n_train_videos', '?')}), the same videos for every "
+        f"method at each (fraction, seed); seeds {study['seeds']}. Cells: mean ± std over seeds.",
         "",
     ]
-    methods = [*study["methods"], RANDOM]
-    for encoder in ("frozen", "finetune"):
-        lines += [
-            f"**{encoder} encoder**, linear probe",
-            "",
-            f"| method | {head} |",
-            "|---|" + "---|" * len(fractions),
-        ]
-        for m in methods:
-            cells = [
-                fmt(cell(select(rows, method=m, encoder=encoder, fraction=f))) for f in fractions
-            ]
+    for metric, title, digits in (
+        ("pck", "2D PCK@0.1 (higher is better)", 3),
+        ("body_mpjpe", "body-frame 3D MPJPE, mm (lower is better)", 1),
+        ("mpjpe", "camera-frame 3D MPJPE, mm (lower is better)", 1),
+    ):
+        lines += [f"**Frozen encoder, ridge probe: {title}**", "", f"| encoder | {head} |", sep]
+        for m in frozen_rows():
+            cells = [fmt(mean_std(values(select(rows, method=m, encoder="frozen", fraction=f),
+                                         metric)), digits) for f in fractions]  # fmt: skip
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
-        if encoder == "frozen":
-            cells = [fmt(cell(select(rows, method=MEAN_POSE, fraction=f))) for f in fractions]
-            lines.append(f"| {MEAN_POSE} | " + " | ".join(cells) + " |")
-        if encoder == "finetune":
-            cells = [fmt(cell(select(rows, method=SUPERVISED, fraction=f))) for f in fractions]
-            lines.append(f"| {SUPERVISED} from scratch | " + " | ".join(cells) + " |")
         lines.append("")
 
     lines += [
-        "**Targets** (frozen encoder): CSS MPJPE / baseline MPJPE, means over seeds",
+        "**Paired differences, frozen CSS z_v minus each baseline** (mean over seeds, 95 % t "
+        "interval): PCK@0.1 points; body-frame MPJPE as CSS / baseline",
         "",
-        "| fraction | CSS / random init (target <= 0.7) | CSS / plain temporal (target <= 0.85) |",
-        "|---|---|---|",
+        "| baseline | fraction | PCK@0.1 difference | body MPJPE ratio | met |",
+        "|---|---|---|---|---|",
     ]
-    for f in fractions:
-        css = cell(select(rows, method="css", encoder="frozen", fraction=f))
-        ratios = []
-        for base, target in TARGETS.items():
-            other = cell(select(rows, method=base, encoder="frozen", fraction=f))
-            if css is None or other is None:
-                ratios.append("not run")
-            else:
-                ratio = css[0] / other[0]
-                ratios.append(f"{ratio:.3f} ({'met' if ratio <= target else 'missed'})")
-        lines.append(f"| {f:g} | " + " | ".join(ratios) + " |")
+    for base in (RANDOM, PIXELS, "plain_temporal", "simclr", FLOOR):
+        for f in fractions:
+            css = select(rows, method="css", encoder="frozen", fraction=f)
+            other = select(rows, method=base, encoder="frozen", fraction=f)
+            d = paired(values(css, "pck"), values(other, "pck"))
+            a, b = mean_std(values(css, "body_mpjpe")), mean_std(values(other, "body_mpjpe"))
+            ratio = a[0] / b[0] if a and b else None
+            met = ""
+            if f in (0.01, 0.1) and d is not None and ratio is not None:
+                if base in (RANDOM, PIXELS):
+                    ok = d[0] >= PCK_GAIN and ratio <= BODY_RATIO
+                    met = f"{'yes' if ok else 'no'} (target +{PCK_GAIN:g}, <= {BODY_RATIO:g}x)"
+                elif base != FLOOR:
+                    ok = d[0] > 0 and (d[1] != d[1] or d[0] - d[1] > 0)
+                    met = f"{'yes' if ok else 'no'} (target: beats it)"
+            r_s = f"{ratio:.3f}" if ratio is not None else "not run"
+            lines.append(f"| {base} | {f:g} | {fmt_paired(d)} | {r_s} | {met} |")
     lines.append("")
 
-    if study.get("ablation_fraction") is not None:
-        f = study["ablation_fraction"]
-        lines += [
-            f"**Ablation**: frozen linear probe at {f:g} labels; online probe (ridge on val "
-            "videos, end of pretraining) beside it",
-            "",
-            "| encoder | test MPJPE (mm) | online probe z_v, end of pretraining (mm) | pretraining steps, s |",
-            "|---|---|---|---|",
-        ]
-        for m in ["css", *study["ablations"]]:
-            c = cell(select(rows, method=m, encoder="frozen", fraction=f))
-            s = study["pretraining"].get(m, {})
-            online = (s.get("probe_final") or {}).get("mpjpe")
-            online_s = f"{online:.1f}" if online is not None else "off"
-            cost = f"{s.get('global_step', '?')}, {s.get('train_seconds', '?')}"
-            lines.append(f"| {m} | {fmt(c)} | {online_s} | {cost} |")
-        lines.append("")
-
-    lines += ["**Pretraining** (the same schedule for every method)", ""]
     lines += [
-        "| method | steps | seconds | online probe at init -> end (mm; z_v, SimCLR backbone) |",
-        "|---|---|---|---|",
+        f"**Fine-tuned encoder, linear head to 2D** ({study['finetune_steps']} steps of "
+        "batch 64 whatever the label count; supervised from scratch: the same steps, encoder "
+        "at the full learning rate): PCK@0.1 / mean px error",
+        "",
+        f"| method | {head} |",
+        sep,
     ]
+    for m in [*PRETRAINED, SUPERVISED]:
+        cells = []
+        for f in fractions:
+            sel = select(rows, method=m, encoder="finetune", fraction=f)
+            p, e = mean_std(values(sel, "pck")), mean_std(values(sel, "px_error"))
+            cells.append("not run" if p is None else f"{fmt(p)} / {e[0]:.2f} px")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines += ["| fraction | fine-tuned CSS px error / supervised from scratch | PCK@0.1 difference "
+              "(paired) | met (target <= 0.85x at 1 %) |", "|---|---|---|---|"]  # fmt: skip
+    for f in fractions:
+        css = select(rows, method="css", encoder="finetune", fraction=f)
+        sup = select(rows, method=SUPERVISED, encoder="finetune", fraction=f)
+        a, b = mean_std(values(css, "px_error")), mean_std(values(sup, "px_error"))
+        d = paired(values(css, "pck"), values(sup, "pck"))
+        if a is None or b is None:
+            lines.append(f"| {f:g} | not run | not run | |")
+            continue
+        ratio = a[0] / b[0]
+        met = ("yes" if ratio <= FINETUNE_RATIO else "no") if f == 0.01 else ""
+        lines.append(f"| {f:g} | {ratio:.3f} | {fmt_paired(d)} | {met} |")
+    lines += ["", f"Labels saved: {labels_saved(rows, fractions)}.", ""]
+
+    lines += ["**Pretraining** (one schedule for every method)", ""]
+    lines += [
+        "| method | steps | training s | online probe PCK@0.1 at init -> end (z_v; SimCLR backbone) |",
+        "|---|---|---|---|",
+    ]  # fmt: skip
     for m, s in study["pretraining"].items():
-        init = (s.get("probe_initial") or {}).get("mpjpe")
-        end = (s.get("probe_final") or {}).get("mpjpe")
-        probe_s = f"{init:.1f} -> {end:.1f}" if init is not None and end is not None else "off"
+        feat = "backbone" if m == "simclr" else "z_v"
+        init = (s.get("probe_initial") or {}).get(f"{feat}_pck")
+        end = (s.get("probe_final") or {}).get(f"{feat}_pck")
+        probe_s = f"{init:.3f} -> {end:.3f}" if init is not None and end is not None else "off"
         lines.append(f"| {m} | {s.get('global_step')} | {s.get('train_seconds')} | {probe_s} |")
     return "\n".join(lines) + "\n"
 
 
 def plot(study: dict, path: Path) -> Path:
-    """3D MPJPE against label fraction (log x), one line per method; frozen solid, fine-tuned
-    dashed, supervised dotted; error bars are the std over seeds."""
+    """PCK@0.1 against label fraction (log x); frozen solid, fine-tuned dashed, error bars: std."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows, fractions = study["runs"], study["fractions"]
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    colors = {}
-    curves = [(m, e) for e in ("frozen", "finetune") for m in [*study["methods"], RANDOM]]
-    curves += [(SUPERVISED, None), (MEAN_POSE, None)]
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    curves = [(m, "frozen") for m in frozen_rows()]
+    curves += [(m, "finetune") for m in [*PRETRAINED, SUPERVISED]]
+    colors: dict[str, str] = {FLOOR: "0.4", CEILING: "0.1"}
     for method, encoder in curves:
         pts = []
         for f in fractions:
-            keys = {"method": method, "fraction": f}
-            if encoder:
-                keys["encoder"] = encoder
-            c = cell(select(rows, **keys))
+            c = mean_std(values(select(rows, method=method, encoder=encoder, fraction=f), "pck"))
             if c is not None:
                 pts.append((f, c[0], c[1]))
         if not pts:
             continue
         xs, ys, es = zip(*pts)
-        style = {"frozen": "-", "finetune": "--", None: ":"}[encoder]
-        if method == MEAN_POSE:
-            colors.setdefault(method, "0.4")
-        line = ax.errorbar(
-            xs,
-            ys,
-            yerr=es,
-            fmt=style + "o",
-            capsize=3,
-            color=colors.get(method),
-            label=f"{method} ({encoder})"
-            if encoder
-            else (method if method == MEAN_POSE else f"{method} from scratch"),
-        )
+        line = ax.errorbar(xs, ys, yerr=es, fmt=("-" if encoder == "frozen" else "--") + "o",
+                           capsize=3, color=colors.get(method), label=f"{method} ({encoder})",
+                           markersize=4)  # fmt: skip
         colors.setdefault(method, line[0].get_color())
     ax.set_xscale("log")
     ax.set_xticks(list(fractions))
     ax.set_xticklabels([f"{f:g}" for f in fractions])
-    ax.set_xlabel("label fraction (of labeled training frames)")
-    ax.set_ylabel("test 3D MPJPE (mm), lower is better")
-    ax.set_title("Label efficiency on the synthetic benchmark")
+    ax.set_xlabel("label fraction (whole training videos)")
+    ax.set_ylabel("test 2D PCK@0.1, higher is better")
+    ax.set_title("Label efficiency on the synthetic benchmark set")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -371,128 +506,146 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=None, help="default runs/label-efficiency[-quick]")
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--fractions", type=float, nargs="+", default=None)
-    parser.add_argument("--frozen-steps", type=int, default=300, help="probe optimiser steps")
-    parser.add_argument("--finetune-steps", type=int, default=100)
-    parser.add_argument(
-        "--stages",
-        nargs="+",
-        default=["frozen", "ablation", "finetune", "supervised"],
-        choices=["frozen", "ablation", "finetune", "supervised"],
-    )
+    parser.add_argument("--pretrain-overrides", nargs="*", default=None,
+                        help="train.py overrides for every method (default: 20 epochs)")  # fmt: skip
+    parser.add_argument("--ceiling-steps", type=int, default=4000)
+    parser.add_argument("--finetune-steps", type=int, default=400)
+    parser.add_argument("--finetune-fractions", type=float, nargs="+", default=None,
+                        help="fine-tune only at these fractions (default: all)")  # fmt: skip
+    parser.add_argument("--stages", nargs="+", default=["frozen", "finetune"],
+                        choices=["frozen", "finetune"])  # fmt: skip
     parser.add_argument("--table", type=Path, default=None, help="also write the tables here")
     args = parser.parse_args(argv)
 
+    from css_pose.config import configure_threads
+
+    configure_threads(None, 0)
     out = Path(
         args.out or ("runs/label-efficiency-quick" if args.quick else "runs/label-efficiency")
     )
     out.mkdir(parents=True, exist_ok=True)
-    seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
+    seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2])
     fractions = tuple(args.fractions or ((0.1, 1.0) if args.quick else FRACTIONS))
-    ablations = dict(list(ABLATIONS.items())[:1]) if args.quick else ABLATIONS
-    ablation_fraction = fractions[0] if args.quick else ABLATION_FRACTION
-    frozen_steps, finetune_steps = (
-        (20, 4) if args.quick else (args.frozen_steps, args.finetune_steps)
+    ft_fractions = [f for f in FINETUNE_ORDER if f in fractions]
+    ft_fractions += [f for f in fractions if f not in ft_fractions]
+    if args.finetune_fractions:
+        ft_fractions = [f for f in ft_fractions if f in args.finetune_fractions]
+    ceiling_steps, finetune_steps = (
+        (10, 4) if args.quick else (args.ceiling_steps, args.finetune_steps)
     )
-
-    root = quick_dataset(out / "data") if args.quick else None
-    probe_common = ["logger.wandb.enabled=false", "target=3d", "probe=linear", "device=cpu"]
-    random_args: list[str] = []
+    common = ["logger.wandb.enabled=false", "device=cpu", "label_unit=video"]
+    pre_common = ["logger.wandb.enabled=false"]
     if args.quick:
-        probe_common += ["batch_size=8", "data.num_workers=0"]
-        random_args = [
-            a
-            for a in quick_train_overrides(root, ["method=css"])
-            if a.split("=")[0] in ("model", "data.root") or a.startswith("method.d")
-        ]
-        random_args = [a for a in random_args if not a.startswith("method.decoder")]
+        root = quick_dataset(out / "data")
+        common += [f"data.root={root}", "data.num_workers=0", "data.batch_size=8"]
+        common += ["method.dim_v=16", "method.dim_i=8", "method.proj_hidden=32"]
+        common += ["method.proj_dim=16"]
     else:
-        probe_common += ["batch_size=32"]
+        pre_common += args.pretrain_overrides or [
+            "trainer.max_epochs=20",
+            "probe.every_n_epochs=4",
+            "images.every_n_epochs=4",
+        ]
 
     study = {
         "command": "python benchmarks/label_efficiency.py " + " ".join(argv or sys.argv[1:]),
         "quick": args.quick,
         "seeds": seeds,
         "fractions": list(fractions),
-        "methods": list(METHODS),
-        "ablations": list(ablations),
-        "ablation_fraction": ablation_fraction if "ablation" in args.stages else None,
-        "probe_steps": {"frozen": frozen_steps, "finetune": finetune_steps},
+        "finetune_steps": finetune_steps,
+        "ceiling_steps": ceiling_steps,
         "pretraining": {},
         "runs": [],
     }
     started = time.time()
 
-    def extra_for(overrides):
-        return quick_train_overrides(root, overrides) if args.quick else []
-
     ckpts = {}
-    todo = dict(METHODS)
-    todo.update(
-        {name: (o, "z_v") for name, o in ablations.items()} if "ablation" in args.stages else {}
-    )
-    for name, (overrides, _) in todo.items():
-        summary = pretrain(name, overrides, out, extra_for(overrides))
+    for name, (overrides, _, _) in PRETRAINED.items():
+        extra = quick_train_overrides(root, name) if args.quick else []
+        summary = pretrain(name, [*overrides, *pre_common, *extra], out)
         study["pretraining"][name] = {
             k: summary.get(k)
             for k in ("global_step", "train_seconds", "probe_initial", "probe_final", "encoder")
         }
         ckpts[name] = summary["last_checkpoint"]
 
-    def run(method: str, encoder: str, fraction: float, seed: int, extra: list[str]):
-        steps = frozen_steps if encoder == "frozen" else finetune_steps
-        run_dir = out / "probe" / slug(method) / encoder / f"f{fraction:g}-s{seed}"
-        argv_ = [
-            *probe_common,
-            f"label_fraction={fraction}",
-            f"seed={seed}",
-            f"steps={steps}",
-            *extra,
-        ]
-        if method != SUPERVISED:
-            argv_.append(f"encoder={encoder}")
-        record(study["runs"], method, encoder, fraction, seed, probe(run_dir, argv_))
-        write(study, out, args.table)
+    ceiling_dir = out / "ceiling"
+    print(f"\n[label_efficiency] ceiling encoder -> {ceiling_dir}", flush=True)
+    ceiling = probe(ceiling_dir, ceiling_argv(common, ceiling_steps))
+    study["ceiling_run"] = {"steps": ceiling_steps, "metrics": ceiling["metrics"]}
 
-    def by_method(method: str) -> list[str]:
-        if method == RANDOM:
-            return ["ckpt=none", "feature=z_v", *random_args]
-        return [f"ckpt={ckpts[method]}", f"feature={METHODS.get(method, (None, 'z_v'))[1]}"]
+    from css_pose.linear_probe import select_labeled
+
+    data = FrozenData(common, out)
+    n_videos = len(set(data.videos))
+    study["n_train_videos"] = n_videos
+    study["n_test_videos"] = len(data.test_loader.dataset.videos)
+    draws = {
+        (f, s): select_labeled(len(data.videos), f, s, data.videos)
+        for f in fractions
+        for s in seeds
+    }
+
+    def record(method, encoder, fraction, seed, metrics, n_labeled, feature):
+        study["runs"].append(
+            {
+                "method": method,
+                "encoder": encoder,
+                "fraction": fraction,
+                "seed": seed,
+                "n_videos": max(1, round(fraction * n_videos)),
+                "n_labeled": n_labeled,
+                "n_test_frames": data.n_test,
+                "feature": feature,
+                "metrics": metrics,
+            }
+        )
 
     if "frozen" in args.stages:
-        cache = out / "mean_pose.json"
-        if not cache.exists():
-            rows = mean_pose_runs([*probe_common, "ckpt=none", *random_args], fractions, seeds)
-            cache.write_text(json.dumps(rows, indent=2))
-        study["runs"] += json.loads(cache.read_text())
+        frozen_cache = out / "frozen.json"
+        done = json.loads(frozen_cache.read_text()) if frozen_cache.exists() else []
+        key = {(r["method"], r["fraction"], r["seed"]) for r in done}
+        study["runs"] += done
+        todo = [(FLOOR, None, "none"), *encoders(out, ckpts, ceiling_dir, common)]
+        for name, method, feature in todo:
+            missing = [(f, s) for f in fractions for s in seeds if (name, f, s) not in key]
+            if not missing:
+                continue
+            feats = None if name == FLOOR else data.features(out, name, method, feature)
+            t0 = time.time()
+            for f, s in missing:
+                metrics = fit_frozen(data, feats, draws[(f, s)])
+                record(name, "frozen", f, s, metrics, len(draws[(f, s)]), feature)
+            print(f"[label_efficiency] frozen {name}: {len(missing)} fits in "
+                  f"{time.time() - t0:.0f} s", flush=True)  # fmt: skip
+            frozen_cache.write_text(
+                json.dumps([r for r in study["runs"] if r["encoder"] == "frozen"], indent=2)
+            )
+            write(study, out, args.table)
 
-    for encoder in ("frozen", "finetune"):
-        if encoder not in args.stages:
-            continue
-        for method in [*METHODS, RANDOM]:
-            for fraction in fractions:
-                for seed in seeds:
-                    run(method, encoder, fraction, seed, by_method(method))
-        if encoder == "frozen" and "ablation" in args.stages:
-            for method in ablations:
-                for seed in seeds:
-                    run(method, "frozen", ablation_fraction, seed, by_method(method))
-    if "supervised" in args.stages:
-        for fraction in fractions:
-            for seed in seeds:
-                run(
-                    SUPERVISED,
-                    "finetune",
-                    fraction,
-                    seed,
-                    ["ckpt=none", "mode=supervised", "feature=backbone", *random_args],
-                )
+    if "finetune" in args.stages:
+        for f in ft_fractions:
+            for s in seeds:
+                for m in [*PRETRAINED, SUPERVISED]:
+                    run_dir = out / "finetune" / m.replace(" ", "_") / f"f{f:g}-s{s}"
+                    argv_ = [*common, "target=2d", f"label_fraction={f}", f"seed={s}",
+                             f"steps={finetune_steps}", "batch_size=64"]  # fmt: skip
+                    if m == SUPERVISED:
+                        argv_ += ["ckpt=none", "mode=supervised", "feature=z_v"]
+                    else:
+                        argv_ += [f"ckpt={ckpts[m]}", "encoder=finetune",
+                                  f"feature={PRETRAINED[m][2]}"]  # fmt: skip
+                    r = probe(run_dir, argv_)
+                    record(m, "finetune", f, s, r["metrics"], r["n_labeled"], PRETRAINED.get(
+                        m, (None, None, "z_v"))[2])  # fmt: skip
+                    write(study, out, args.table)
 
     study["seconds"] = round(time.time() - started, 1)
     text = write(study, out, args.table)
     print("\n" + text)
     print(
-        f"[label_efficiency] {len(study['runs'])} probe runs, {study['seconds']} s; "
-        f"JSON, table and plot in {out}/"
+        f"[label_efficiency] {len(study['runs'])} runs, {study['seconds']} s; "
+        f"JSON, tables and plot in {out}/"
     )
     return study
 

@@ -59,7 +59,11 @@ Examples:
   python train_head.py ckpt=... head=heatmap stride=8 fusion=false encoder=finetune
 """
 
-CHOICES = {"head": ("heatmap", "composite", "regression"), "encoder": ("frozen", "finetune")}
+CHOICES = {
+    "head": ("heatmap", "composite", "regression"),
+    "encoder": ("frozen", "finetune"),
+    "label_unit": ("video", "frame"),
+}
 
 
 def load_head_config(argv: list[str]) -> DictConfig:

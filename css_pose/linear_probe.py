@@ -5,8 +5,9 @@ feature of the encoder (``z_v``, ``z_i`` or ``backbone``) and regresses root-rel
 camera coordinates (mm), the body-frame 3D pose (mm, orientation removed) or 2D keypoints (crop px).
 The encoder is frozen (features computed once) or fine-tuned at a lower learning rate. With
 ``flip_train`` half of the training crops are mirrored with their labels (left/right swap). The
-labels are a random ``label_fraction`` of the labeled frames of the TRAINING videos; the scores come
-from the test videos, which never share a video with the labels. Metric definitions:
+labels are a random ``label_fraction`` of the TRAINING videos, every labeled frame of each
+(``label_unit=video``; ``frame`` draws single frames); the scores come from the test videos, which
+never share a video with the labels. Metric definitions:
 docs/metrics.md.
 """
 
@@ -39,6 +40,7 @@ Fit a pose head on an encoder pretrained by train.py and score it on the test vi
 
 Keys (configs/probe.yaml): probe=linear|mlp  hidden=256  target=3d|2d|body3d
   feature=z_v|z_i|backbone  encoder=frozen|finetune  encoder_lr_scale=0.1  label_fraction=1.0
+  label_unit=video|frame
   flip_train=true  pck_alpha=0.1  seed  epochs  lr  batch_size  mode=probe|supervised  run_dir
   data.*  (with ckpt=none: model=...  method=...)
 Examples:
@@ -52,6 +54,7 @@ CHOICES = {
     "probe": ("linear", "mlp"),
     "target": ("3d", "2d", "body3d"),
     "feature": ("z_v", "z_i", "backbone"),
+    "label_unit": ("video", "frame"),
     "encoder": ("frozen", "finetune"),
 }
 
@@ -229,11 +232,25 @@ def mirror_frame_batch(batch: dict, which: torch.Tensor) -> dict:
 
 
 # --- data -----------------------------------------------------------------------------------------
-def select_labeled(n_frames: int, fraction: float, seed: int) -> torch.Tensor:
-    """Indices of max(1, round(fraction * n_frames)) frames drawn without replacement with ``seed``."""
-    count = max(1, round(fraction * n_frames))
+def select_labeled(
+    n_frames: int, fraction: float, seed: int, videos: list[str] | None = None
+) -> torch.Tensor:
+    """Indices (sorted) of the labeled frames among ``n_frames``, drawn with ``seed``.
+
+    Without ``videos``: max(1, round(fraction * n_frames)) frames without replacement. With
+    ``videos`` (the video of each frame, length ``n_frames``): max(1, round(fraction * number of
+    distinct videos)) whole videos, every frame of each.
+    """
     gen = torch.Generator().manual_seed(seed)
-    return torch.randperm(n_frames, generator=gen)[:count].sort().values
+    if videos is None:
+        count = max(1, round(fraction * n_frames))
+        return torch.randperm(n_frames, generator=gen)[:count].sort().values
+    if len(videos) != n_frames:
+        raise ValueError(f"{len(videos)} video names for {n_frames} frames")
+    names = sorted(set(videos))
+    count = max(1, round(fraction * len(names)))
+    picked = {names[i] for i in torch.randperm(len(names), generator=gen)[:count].tolist()}
+    return torch.tensor([i for i, v in enumerate(videos) if v in picked], dtype=torch.long)
 
 
 def frame_videos(dataset, indices) -> list[str]:
@@ -424,7 +441,9 @@ def prepare_labeled_run(cfg: DictConfig, argv: list[str] | None) -> LabeledRun:
     if not any(v.labeled for v in dm.index.split("test", dm.val_fraction)):
         test_split, note = "val", "no labeled test split; scoring on the val split instead"
         print(f"[css_pose] note: {note}")
-    chosen = select_labeled(len(train_loader.dataset), cfg.label_fraction, cfg.seed)
+    train_set = train_loader.dataset
+    videos = frame_videos(train_set, range(len(train_set))) if cfg.label_unit == "video" else None
+    chosen = select_labeled(len(train_set), cfg.label_fraction, cfg.seed, videos)
     return LabeledRun(
         method,
         cfg,

@@ -33,61 +33,66 @@ def quick(tmp_path_factory):
 
 
 def test_quick_study_runs_every_cell(quick):
+    mod = _module()
     out, table, study = quick
     runs = study["runs"]
     seeds, fractions = study["seeds"], study["fractions"]
-    expected = (
-        2 * 4 * len(fractions) * len(seeds)  # frozen + finetune x (3 methods + random init)
-        + len(study["ablations"]) * len(seeds)
-        + len(fractions) * len(seeds)  # supervised
-        + len(fractions) * len(seeds)  # mean pose, no image
-    )
-    assert len(runs) == expected
-    # The no-image baseline is fitted on the same labeled frames as the probes.
+    frozen = mod.frozen_rows()
+    finetuned = [*mod.PRETRAINED, mod.SUPERVISED]
+    assert len(runs) == (len(frozen) + len(finetuned)) * len(fractions) * len(seeds)
     for r in runs:
-        if r["method"] == "mean pose (no image)":
-            probe = next(
-                p for p in runs
-                if p["method"] == "css" and (p["fraction"], p["seed"]) == (r["fraction"], r["seed"])
-            )  # fmt: skip
-            assert r["n_labeled"] == probe["n_labeled"]
-    for r in runs:
-        assert math.isfinite(r["metrics"]["mpjpe"]) and r["metrics"]["mpjpe"] > 0
-        assert r["test_split"] == "test"
+        assert r["n_test_frames"] > 0 and r["n_labeled"] > 0
+        for key in ("pck", "mpjpe", "body_mpjpe") if r["encoder"] == "frozen" else ("pck",):
+            assert math.isfinite(r["metrics"][key]), r
+    # Every method gets the same labeled videos at one (fraction, seed): paired comparisons.
+    for f in fractions:
+        for s in seeds:
+            counts = {r["n_labeled"] for r in runs if (r["fraction"], r["seed"]) == (f, s)}
+            assert len(counts) == 1, (f, s, counts)
+    # Labels are whole videos: 1 of 12 training videos at 10 %, all 12 at 100 %.
+    by_f = {r["fraction"]: r["n_videos"] for r in runs}
+    assert by_f == {0.1: 1, 1.0: 12}
     # SimCLR is probed on its pooled backbone, the others on z_v.
     assert {r["feature"] for r in runs if r["method"] == "simclr"} == {"backbone"}
     assert {r["feature"] for r in runs if r["method"] == "css"} == {"z_v"}
-    # Label counts grow with the fraction.
-    n = {f: {r["n_labeled"] for r in runs if r["fraction"] == f} for f in fractions}
-    assert all(len(v) == 1 for v in n.values())
-    assert n[fractions[0]].pop() < n[fractions[-1]].pop()
 
     on_disk = json.loads((out / "label_efficiency.json").read_text())
-    assert len(on_disk["runs"]) == expected
+    assert len(on_disk["runs"]) == len(runs)
     text = table.read_text()
-    names = ("css", "plain_temporal", "simclr", "random init", "supervised from scratch")
-    for name in (*names, "mean pose (no image)"):
+    for name in (*frozen, *finetuned):
         assert f"| {name} |" in text
     assert "not run" not in text
-    assert "CSS / random init" in text and "Ablation" in text
+    assert "Paired differences" in text and "Labels saved" in text
     image = cv2.imread(str(out / "label_efficiency.png"))
     assert image is not None and image.std() > 5
 
 
 def test_rerun_resumes_without_training(quick):
     out, _, study = quick
-    results = sorted((out / "probe").rglob("result.json"))
-    stamps = [p.stat().st_mtime_ns for p in results]
+    results = sorted((out / "finetune").rglob("result.json"))
+    features = sorted((out / "features").glob("*.pt"))
+    stamps = [p.stat().st_mtime_ns for p in [*results, *features]]
     again = _module().main(["--quick", "--out", str(out)])
-    assert [p.stat().st_mtime_ns for p in results] == stamps
+    assert [p.stat().st_mtime_ns for p in [*results, *features]] == stamps
     assert [r["metrics"] for r in again["runs"]] == [r["metrics"] for r in study["runs"]]
 
 
-def test_probe_steps_set_the_epochs(quick):
+def test_floor_is_the_mean_of_the_labeled_frames(quick):
+    """The floor row predicts the mean labeled pose: its PCK equals scoring that mean directly."""
+    mod = _module()
     out, _, study = quick
-    steps = study["probe_steps"]["frozen"]
-    for result in (out / "probe" / "css" / "frozen").rglob("result.json"):
-        r = json.loads(result.read_text())
-        batches = math.ceil(r["n_labeled"] / r["config"]["batch_size"])
-        assert r["epochs"] == math.ceil(steps / batches)
-        assert len(r["train_loss"]) == r["epochs"]
+    floor = [r for r in study["runs"] if r["method"] == mod.FLOOR and r["fraction"] == 1.0]
+    saved = torch.load(out / "features" / "labels.pt", weights_only=True)
+    from css_pose.metrics import pck_tight
+
+    mean = saved["train"]["kp2d"].mean(0, keepdim=True).expand_as(saved["test"]["kp2d"])
+    want = float(pck_tight(mean, saved["test"]["kp2d"], saved["test"]["visibility"], 0.1))
+    assert all(abs(r["metrics"]["pck"] - want) < 1e-6 for r in floor)
+
+
+def test_paired_interval():
+    mod = _module()
+    mean, half, n = mod.paired({0: 1.0, 1: 2.0, 2: 3.0}, {0: 0.0, 1: 1.0, 2: 1.0, 5: 9.0})
+    assert n == 3 and mean == pytest.approx(4 / 3)
+    assert half == pytest.approx(4.303 * (1 / 3) ** 0.5 / 3**0.5, rel=1e-3)
+    assert mod.paired({0: 1.0}, {1: 1.0}) is None

@@ -13,7 +13,7 @@ from test_train import tiny_overrides
 from css_pose.checkpoint import CheckpointError, read_checkpoint
 from css_pose.config import ConfigError
 from css_pose.data.index import index_videos
-from css_pose.linear_probe import load_probe_config, main, run_probe
+from css_pose.linear_probe import load_probe_config, main, run_probe, select_labeled
 from css_pose.runner import main as train_main
 
 
@@ -114,7 +114,21 @@ def test_labels_come_from_train_videos_only(probe_root, css_ckpt, tmp_path):
             )
         )
         assert set(r["labeled_videos"]) <= train and not set(r["labeled_videos"]) & held_out
-    assert r["n_labeled"] == round(0.1 * r["n_train_frames"])
+    # label_unit=video (the default): whole videos, every labeled frame of each.
+    assert len(r["labeled_videos"]) == max(1, round(0.1 * len(train)))
+    assert r["n_labeled"] == r["n_train_frames"] // len(train) * len(r["labeled_videos"])
+
+
+def test_select_labeled_draws_whole_videos():
+    videos = [f"v{i // 4}" for i in range(40)]  # 10 videos x 4 frames
+    chosen = select_labeled(40, 0.3, seed=1, videos=videos)
+    picked = {videos[i] for i in chosen.tolist()}
+    assert len(picked) == 3 and len(chosen) == 12
+    assert chosen.tolist() == sorted(chosen.tolist())
+    assert select_labeled(40, 0.3, seed=1, videos=videos).tolist() == chosen.tolist()
+    assert {videos[i] for i in select_labeled(40, 0.3, seed=2, videos=videos).tolist()} != picked
+    assert len(select_labeled(40, 0.001, seed=0, videos=videos)) == 4  # at least one video
+    assert len(select_labeled(40, 0.25, seed=0)) == 10  # frame unit
 
 
 def test_random_init_2d_mlp(probe_root, tmp_path):

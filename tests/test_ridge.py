@@ -83,3 +83,17 @@ def test_arguments_are_checked():
         RidgeProbe(solver="svd")
     with pytest.raises(RuntimeError, match="before fit"):
         RidgeProbe().predict(torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("n,d", [(60, 8), (12, 30)])
+def test_ridge_path_matches_separate_solves(n, d):
+    from css_pose.probe.ridge import _ridge_path
+
+    gen = torch.Generator().manual_seed(3)
+    x, y = torch.randn(n, d, generator=gen), torch.randn(n, 4, generator=gen)
+    x[:, 0] = 2.0  # a constant column
+    x_val = torch.randn(9, d, generator=gen)
+    alphas = (0.01, 1.0, 100.0)
+    for a, pred in zip(alphas, _ridge_path(x, y, x_val, alphas), strict=True):
+        want = RidgeProbe(a).fit(x, y).predict(x_val.double())
+        torch.testing.assert_close(pred, want, rtol=1e-6, atol=1e-8)

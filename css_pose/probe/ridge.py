@@ -118,12 +118,37 @@ def fit_ridge_cv(
     """
     if len(alphas) == 0:
         raise ValueError("alphas must not be empty")
+    if min(alphas) <= 0:
+        raise ValueError(f"alphas must be > 0, got {list(alphas)}")
     folds = kfold_indices(x.shape[0], n_folds, groups)
     y64 = y.double()
     scores = torch.zeros(len(alphas), dtype=torch.float64)
-    for i, alpha in enumerate(alphas):
-        for train, val in folds:
-            probe = RidgeProbe(alpha, solver).fit(x[train], y[train])
-            scores[i] += (probe.predict(x[val]).double() - y64[val]).pow(2).mean() / len(folds)
+    for train, val in folds:
+        for i, pred in enumerate(_ridge_path(x[train], y[train], x[val], alphas)):
+            scores[i] += (pred - y64[val]).pow(2).mean() / len(folds)
     best = alphas[int(torch.argmin(scores))]
     return RidgeProbe(best, solver).fit(x, y), scores
+
+
+def _ridge_path(
+    x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, alphas: Sequence[float]
+) -> list[torch.Tensor]:
+    """Predictions (N_val, M), float64, of :class:`RidgeProbe` fitted on (x, y) for every alpha.
+
+    One symmetric eigendecomposition of the D x D (or, when N < D, the N x N) Gram matrix serves
+    every alpha: W(alpha) = V diag(1 / (s + alpha)) V^T Xs^T Yc. The same weights as solving each
+    alpha separately, at the cost of one solve.
+    """
+    x, y, x_val = x.double(), y.double(), x_val.double()
+    mean, std = x.mean(dim=0), x.std(dim=0, correction=0)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    xs, yc, vs = (x - mean) / std, y - y.mean(dim=0), (x_val - mean) / std
+    n, d = xs.shape
+    if n < d:  # dual: W = Xs^T V diag(1 / (s + a)) V^T Yc
+        s, v = torch.linalg.eigh(xs @ xs.T)
+        left, right = vs @ xs.T @ v, v.T @ yc
+    else:  # primal: W = V diag(1 / (s + a)) V^T Xs^T Yc
+        s, v = torch.linalg.eigh(xs.T @ xs)
+        left, right = vs @ v, v.T @ (xs.T @ yc)
+    s = s.clamp_min(0)
+    return [left @ (right / (s + a)[:, None]) + y.mean(dim=0) for a in alphas]
