@@ -533,11 +533,12 @@ def main(argv: list[str] | None = None) -> dict:
     ceiling_steps, finetune_steps = (
         (10, 4) if args.quick else (args.ceiling_steps, args.finetune_steps)
     )
-    common = ["logger.wandb.enabled=false", "device=cpu", "label_unit=video"]
+    # In-process loading: the crop store makes it cheap, and the cores stay with torch.
+    common = ["logger.wandb.enabled=false", "device=cpu", "label_unit=video", "data.num_workers=0"]
     pre_common = ["logger.wandb.enabled=false"]
     if args.quick:
         root = quick_dataset(out / "data")
-        common += [f"data.root={root}", "data.num_workers=0", "data.batch_size=8"]
+        common += [f"data.root={root}", "data.batch_size=8"]
         common += ["method.dim_v=16", "method.dim_i=8", "method.proj_hidden=32"]
         common += ["method.proj_dim=16"]
     else:
