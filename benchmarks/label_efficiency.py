@@ -179,44 +179,47 @@ def ceiling_argv(probe_args: list[str], steps: int) -> list[str]:
 
 
 @torch.no_grad()
-def extract(method, loader, feature: str, mirror: bool) -> torch.Tensor:
-    """(N, D) features of every frame of ``loader`` (mirrored with ``mirror``); ``method`` None:
-    the crop itself, area-resized to PIXEL_SIZE, flattened."""
-    from css_pose.linear_probe import _features, mirror_frame_batch
-
+def extract(method, frames: torch.Tensor, feature: str, mirror: bool, chunk: int = 512):
+    """(N, D) features of uint8 crops ``frames`` (N, 3, S, S) (mirrored left-right with
+    ``mirror``); ``method`` None: the crop itself, area-resized to PIXEL_SIZE, flattened."""
     if method is not None:
         method.eval()
     out = []
-    for batch in loader:
+    for part in frames.split(chunk):
+        x = part.float().div_(255.0)
         if mirror:
-            batch = mirror_frame_batch(batch, torch.ones(len(batch["frames"]), dtype=torch.bool))
+            x = x.flip(-1)
         if method is None:
-            frames = batch["frames"][:, 0].float()
-            small = torch.nn.functional.adaptive_avg_pool2d(frames, PIXEL_SIZE)
-            out.append(small.flatten(1))
+            out.append(torch.nn.functional.adaptive_avg_pool2d(x, PIXEL_SIZE).flatten(1))
         else:
-            out.append(_features(method, batch["frames"], feature).float())
+            out.append(method.features(x)[feature].float())
     return torch.cat(out)
 
 
-def labels(loader, mirror: bool) -> dict[str, torch.Tensor]:
-    """Targets of every frame: kp2d (N, J, 2) crop px, kp3d / body3d (N, J, 3) mm, visibility."""
+def collect(loader) -> dict[str, torch.Tensor]:
+    """Crops (N, 3, S, S) uint8 and targets of every frame of ``loader``, with the targets of the
+    mirrored crops: kp2d (N, J, 2) crop px, kp3d / body3d (N, J, 3) mm, visibility (N, J)."""
     from css_pose.linear_probe import mirror_frame_batch, targets_of
 
-    parts: dict[str, list] = {"kp2d": [], "kp3d": [], "body3d": [], "visibility": []}
+    parts: dict[str, list] = {}
     for batch in loader:
-        if mirror:
-            batch = mirror_frame_batch(batch, torch.ones(len(batch["frames"]), dtype=torch.bool))
-        kp2, vis = targets_of(batch, "2d")
-        parts["kp2d"].append(kp2.float())
-        parts["visibility"].append(vis)
-        parts["kp3d"].append(targets_of(batch, "3d")[0].float())
-        parts["body3d"].append(targets_of(batch, "body3d")[0].float())
+        flipped = mirror_frame_batch(batch, torch.ones(len(batch["frames"]), dtype=torch.bool))
+        parts.setdefault("frames", []).append(batch["frames"][:, 0].mul(255).round().byte())
+        for prefix, b in (("", batch), ("mirror_", flipped)):
+            kp2, vis = targets_of(b, "2d")
+            for key, value in (
+                ("kp2d", kp2.float()),
+                ("visibility", vis),
+                ("kp3d", targets_of(b, "3d")[0].float()),
+                ("body3d", targets_of(b, "body3d")[0].float()),
+            ):
+                parts.setdefault(prefix + key, []).append(value)
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
 class FrozenData:
-    """Every training frame (plain and mirrored) and every test frame, in a fixed order."""
+    """Every training frame (plain and mirrored) and every test frame, decoded once (crops kept
+    as uint8 in OUT/features/frames.pt) and read by every encoder in the same order."""
 
     def __init__(self, probe_args: list[str], out: Path):
         from css_pose.linear_probe import (
@@ -229,23 +232,30 @@ class FrozenData:
         cfg = load_probe_config([*probe_args, "ckpt=none"])
         dm = frame_datamodule(cfg)
         train = dm.probe_dataloader("train")
-        self.train_loader = make_loader(train.dataset, train, cfg.data.batch_size, False, 0)
-        self.test_loader = dm.probe_dataloader("test")
         self.videos = frame_videos(train.dataset, range(len(train.dataset)))
         names = sorted(set(self.videos))
         self.video_ids = torch.tensor([names.index(v) for v in self.videos])
-        cache = out / "features" / "labels.pt"
+        self.n_test_videos = len(dm.probe_dataloader("test").dataset.videos)
+        cache = out / "features" / "frames.pt"
         if cache.exists():
             saved = torch.load(cache, weights_only=True)
         else:
+            t0 = time.time()
             saved = {
-                "train": labels(self.train_loader, False),
-                "mirror": labels(self.train_loader, True),
-                "test": labels(self.test_loader, False),
+                "train": collect(make_loader(train.dataset, train, cfg.data.batch_size, False, 0)),
+                "test": collect(dm.probe_dataloader("test")),
             }
             cache.parent.mkdir(parents=True, exist_ok=True)
             torch.save(saved, cache)
-        self.train, self.mirror, self.test = saved["train"], saved["mirror"], saved["test"]
+            print(f"[label_efficiency] decoded {len(saved['train']['frames'])} training and "
+                  f"{len(saved['test']['frames'])} test crops in {time.time() - t0:.0f} s")  # fmt: skip
+        if len(saved["train"]["frames"]) != len(self.videos):
+            raise RuntimeError(f"{cache} does not match the dataset; delete it and rerun")
+        t = saved["train"]
+        self.train = {k: t[k] for k in (*TARGET_KINDS, "visibility")}
+        self.mirror = {k: t[f"mirror_{k}"] for k in (*TARGET_KINDS, "visibility")}
+        self.test = {k: saved["test"][k] for k in (*TARGET_KINDS, "visibility")}
+        self.frames = {"train": t["frames"], "test": saved["test"]["frames"]}
         self.n_test = len(self.test["kp2d"])
 
     def features(self, out: Path, name: str, method, feature: str) -> dict[str, torch.Tensor]:
@@ -254,9 +264,9 @@ class FrozenData:
             return torch.load(path, weights_only=True)
         t0 = time.time()
         feats = {
-            "train": extract(method, self.train_loader, feature, False),
-            "mirror": extract(method, self.train_loader, feature, True),
-            "test": extract(method, self.test_loader, feature, False),
+            "train": extract(method, self.frames["train"], feature, False),
+            "mirror": extract(method, self.frames["train"], feature, True),
+            "test": extract(method, self.frames["test"], feature, False),
         }
         torch.save(feats, path)
         n = sum(len(v) for v in feats.values())
@@ -580,7 +590,7 @@ def main(argv: list[str] | None = None) -> dict:
     data = FrozenData(common, out)
     n_videos = len(set(data.videos))
     study["n_train_videos"] = n_videos
-    study["n_test_videos"] = len(data.test_loader.dataset.videos)
+    study["n_test_videos"] = data.n_test_videos
     draws = {
         (f, s): select_labeled(len(data.videos), f, s, data.videos)
         for f in fractions

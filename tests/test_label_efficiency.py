@@ -71,6 +71,7 @@ def test_rerun_resumes_without_training(quick):
     out, _, study = quick
     results = sorted((out / "finetune").rglob("result.json"))
     features = sorted((out / "features").glob("*.pt"))
+    assert len(features) == 1 + len(_module().frozen_rows()) - 1  # crops + one per encoder
     stamps = [p.stat().st_mtime_ns for p in [*results, *features]]
     again = _module().main(["--quick", "--out", str(out)])
     assert [p.stat().st_mtime_ns for p in [*results, *features]] == stamps
@@ -82,7 +83,7 @@ def test_floor_is_the_mean_of_the_labeled_frames(quick):
     mod = _module()
     out, _, study = quick
     floor = [r for r in study["runs"] if r["method"] == mod.FLOOR and r["fraction"] == 1.0]
-    saved = torch.load(out / "features" / "labels.pt", weights_only=True)
+    saved = torch.load(out / "features" / "frames.pt", weights_only=True)
     from css_pose.metrics import pck_tight
 
     mean = saved["train"]["kp2d"].mean(0, keepdim=True).expand_as(saved["test"]["kp2d"])
