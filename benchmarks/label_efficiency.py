@@ -279,7 +279,7 @@ def fit_frozen(data: FrozenData, feats: dict | None, chosen: torch.Tensor) -> di
     """Ridge from features to each target on the chosen frames and their mirrors; test scores.
     ``feats`` None: the floor (the mean pose of the chosen, unmirrored frames)."""
     from css_pose.methods.callbacks import score_probe
-    from css_pose.probe.ridge import RidgeProbe, fit_ridge_cv
+    from css_pose.probe.ridge import RidgeProbe, fit_ridge_cv_many
 
     gt = {**{k: data.test[k] for k in TARGET_KINDS}, "visibility": data.test["visibility"]}
     n_test = data.n_test
@@ -290,14 +290,13 @@ def fit_frozen(data: FrozenData, feats: dict | None, chosen: torch.Tensor) -> di
     x = torch.cat([feats["train"][chosen], feats["mirror"][chosen]])
     groups = data.video_ids[chosen].repeat(2)
     n_folds = min(5, len(torch.unique(groups)))
-    pred = {}
-    for kind in TARGET_KINDS:
-        y = torch.cat([data.train[kind][chosen], data.mirror[kind][chosen]]).flatten(1)
-        if n_folds >= 2:
-            ridge, _ = fit_ridge_cv(x, y, alphas=ALPHAS, n_folds=n_folds, groups=groups)
-        else:
-            ridge = RidgeProbe(FALLBACK_ALPHA).fit(x, y)
-        pred[kind] = ridge.predict(feats["test"]).float().reshape(gt[kind].shape)
+    ys = {k: torch.cat([data.train[k][chosen], data.mirror[k][chosen]]).flatten(1)
+          for k in TARGET_KINDS}  # fmt: skip
+    if n_folds >= 2:
+        ridges = {k: r for k, (r, _) in fit_ridge_cv_many(x, ys, ALPHAS, n_folds, groups).items()}
+    else:
+        ridges = {k: RidgeProbe(FALLBACK_ALPHA).fit(x, y) for k, y in ys.items()}
+    pred = {k: ridges[k].predict(feats["test"]).float().reshape(gt[k].shape) for k in TARGET_KINDS}
     return score_probe(pred, gt, 0.1)
 
 

@@ -97,3 +97,25 @@ def test_ridge_path_matches_separate_solves(n, d):
     for a, pred in zip(alphas, _ridge_path(x, y, x_val, alphas), strict=True):
         want = RidgeProbe(a).fit(x, y).predict(x_val.double())
         torch.testing.assert_close(pred, want, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("n,d", [(200, 12), (30, 50)])
+def test_cv_many_matches_one_target_at_a_time(n, d):
+    """The shared-Gram cross-validation scores every alpha as separate fits would."""
+    from css_pose.probe import fit_ridge_cv_many
+    from css_pose.probe.ridge import kfold_indices as folds_of
+
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(n, d, generator=gen) * 3 + 2
+    ys = {"a": torch.randn(n, 3, generator=gen), "b": x[:, :2] @ torch.randn(2, 4, generator=gen)}
+    groups = torch.arange(n) // 5
+    alphas = (0.1, 10.0, 1000.0)
+    many = fit_ridge_cv_many(x, ys, alphas, n_folds=4, groups=groups)
+    for name, y in ys.items():
+        want = torch.zeros(len(alphas), dtype=torch.float64)
+        for train, val in folds_of(n, 4, groups):
+            for i, a in enumerate(alphas):
+                pred = RidgeProbe(a).fit(x[train], y[train]).predict(x[val].double())
+                want[i] += (pred - y[val].double()).pow(2).mean() / 4
+        torch.testing.assert_close(many[name][1], want, rtol=1e-6, atol=1e-9)
+        assert many[name][0].alpha == alphas[int(torch.argmin(want))]

@@ -1,5 +1,5 @@
 """Closed-form probes on frozen features."""
 
-from css_pose.probe.ridge import RidgeProbe, fit_ridge_cv, kfold_indices
+from css_pose.probe.ridge import RidgeProbe, fit_ridge_cv, fit_ridge_cv_many, kfold_indices
 
-__all__ = ["RidgeProbe", "fit_ridge_cv", "kfold_indices"]
+__all__ = ["RidgeProbe", "fit_ridge_cv", "fit_ridge_cv_many", "kfold_indices"]

@@ -116,18 +116,74 @@ def fit_ridge_cv(
         alpha (len(alphas),), float64 (mean over folds of the per-fold mean over samples and
         outputs).
     """
+    return fit_ridge_cv_many(x, {"y": y}, alphas, n_folds, groups, solver)["y"]
+
+
+def fit_ridge_cv_many(
+    x: torch.Tensor,
+    ys: dict[str, torch.Tensor],
+    alphas: Sequence[float] = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0),
+    n_folds: int = 5,
+    groups: torch.Tensor | None = None,
+    solver: str = "auto",
+) -> dict[str, tuple[RidgeProbe, torch.Tensor]]:
+    """:func:`fit_ridge_cv` for several targets of the same features, each with its own alpha.
+
+    The folds' Gram matrices come from the full one minus each held-out part and are shared by
+    every target and alpha (one eigendecomposition per fold), so the cross-validation costs
+    about two passes over ``x`` instead of one per fold, alpha and target.
+
+    Args:
+        ys: name -> (N, M_name) targets.
+    Returns:
+        name -> (probe refitted on all data with that target's best alpha, validation MSE per
+        alpha (len(alphas),) float64).
+    """
     if len(alphas) == 0:
         raise ValueError("alphas must not be empty")
     if min(alphas) <= 0:
         raise ValueError(f"alphas must be > 0, got {list(alphas)}")
     folds = kfold_indices(x.shape[0], n_folds, groups)
-    y64 = y.double()
-    scores = torch.zeros(len(alphas), dtype=torch.float64)
+    names = list(ys)
+    widths = [ys[k].shape[1] for k in names]
+    y_all = torch.cat([ys[k].double() for k in names], dim=1)
+    scores = torch.zeros(len(names), len(alphas), dtype=torch.float64)
+    x64 = x.double()
+    gram, xty = (x64.T @ x64, x64.T @ y_all) if x.shape[0] >= x.shape[1] else (None, None)
     for train, val in folds:
-        for i, pred in enumerate(_ridge_path(x[train], y[train], x[val], alphas)):
-            scores[i] += (pred - y64[val]).pow(2).mean() / len(folds)
-    best = alphas[int(torch.argmin(scores))]
-    return RidgeProbe(best, solver).fit(x, y), scores
+        if gram is not None and len(train) >= x.shape[1]:
+            preds = _primal_fold(x64, y_all, gram, xty, train, val, alphas)
+        else:
+            preds = _ridge_path(x64[train], y_all[train], x64[val], alphas)
+        for i, pred in enumerate(preds):
+            err = (pred - y_all[val]).pow(2).mean(0)  # per output column
+            for t, part in enumerate(err.split(widths)):
+                scores[t, i] += part.mean() / len(folds)
+    out = {}
+    for t, k in enumerate(names):
+        best = alphas[int(torch.argmin(scores[t]))]
+        out[k] = (RidgeProbe(best, solver).fit(x, ys[k]), scores[t])
+    return out
+
+
+def _primal_fold(x, y, gram, xty, train, val, alphas) -> list[torch.Tensor]:
+    """Held-out predictions of the ridge fitted on ``train`` rows, from the full Gram matrix
+    ``gram`` = X^T X and ``xty`` = X^T Y minus the ``val`` rows (float64 throughout)."""
+    xv, yv = x[val], y[val]
+    n = len(train)
+    g = gram - xv.T @ xv
+    sx = x.sum(0) - xv.sum(0)
+    sy = y.sum(0) - yv.sum(0)
+    mean, y_mean = sx / n, sy / n
+    var = (g.diagonal() / n - mean.pow(2)).clamp_min(0)
+    std = var.sqrt()
+    std = torch.where(std > 1e-12 * (1 + mean.abs()), std, torch.ones_like(std))
+    cov = (g - n * torch.outer(mean, mean)) / torch.outer(std, std)
+    xsy = (xty - xv.T @ yv - n * torch.outer(mean, y_mean)) / std[:, None]
+    s, v = torch.linalg.eigh(cov)
+    s = s.clamp_min(0)
+    left, right = ((xv - mean) / std) @ v, v.T @ xsy
+    return [left @ (right / (s + a)[:, None]) + y_mean for a in alphas]
 
 
 def _ridge_path(
