@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -12,18 +15,96 @@ class CheckpointError(ValueError):
     """The file is not a usable css_pose checkpoint; the message names the file and the problem."""
 
 
+HASH_KEY = "css_pose_sha256"
+
+
+def content_hash(obj) -> str:
+    """SHA-256 of a checkpoint's content: every tensor's dtype, shape and bytes and every other
+    value's repr, walked in a fixed order (dict keys sorted), the ``HASH_KEY`` entry left out.
+
+    The same content gives the same digest in any process, so a file can carry its own digest."""
+    h = hashlib.sha256()
+
+    def walk(x) -> None:
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous().reshape(-1)
+            h.update(f"T{t.dtype}{tuple(x.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes())
+        elif isinstance(x, dict):
+            keys = sorted((k for k in x if k != HASH_KEY), key=repr)
+            h.update(f"D{len(keys)}".encode())
+            for k in keys:
+                h.update(repr(k).encode())
+                walk(x[k])
+        elif isinstance(x, list | tuple):
+            h.update(f"L{type(x).__name__}{len(x)}".encode())
+            for v in x:
+                walk(v)
+        elif isinstance(x, set | frozenset):
+            h.update(f"S{len(x)}".encode() + "|".join(sorted(map(repr, x))).encode())
+        else:
+            h.update(f"V{type(x).__name__}:{x!r}".encode())
+
+    walk(obj)
+    return h.hexdigest()
+
+
+def save_torch_file(obj: dict, path: str | Path) -> Path:
+    """``torch.save`` a dict with its :func:`content_hash` under ``HASH_KEY``, atomically (a
+    temporary file, then rename: a crash never leaves half a file). Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save({**obj, HASH_KEY: content_hash(obj)}, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _why_unreadable(path: Path, e: Exception) -> str:
+    """What is wrong with a file torch cannot load, in our words: torch's own text may advise
+    ``weights_only=False``, and loading untrusted pickles that way runs arbitrary code."""
+    size = path.stat().st_size
+    if size == 0:
+        return "is empty (0 bytes)"
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == b"PK\x03\x04":
+        return (
+            f"is a damaged or truncated torch archive ({size} bytes; {type(e).__name__}); "
+            "copy it again or use another checkpoint"
+        )
+    if isinstance(e, pickle.UnpicklingError) or "weights_only" in str(e):
+        return (
+            "holds objects other than tensors and plain containers, or is not a torch file; "
+            "css_pose loads only tensor files, since unpickling other objects can run code"
+        )
+    return f"is not a torch file ({size} bytes; {type(e).__name__})"
+
+
 def read_torch_file(path: str | Path, kind: str = "checkpoint", hint: str = ""):
     """``torch.load`` with ``weights_only=True``: plain tensors and containers, no pickled code.
+    A file written by :func:`save_torch_file` must match its content hash.
 
-    CheckpointError naming the file when it is missing (``hint`` says where one comes from) or
-    unreadable; ``kind`` names what it should be ("checkpoint", "model", "lifter")."""
+    CheckpointError naming the file when it is missing (``hint`` says where one comes from),
+    unreadable, or changed since it was written; ``kind`` names what it should be ("checkpoint",
+    "model", "lifter")."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such {kind} file{hint}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{path}: not a readable torch {kind} ({e})") from None
+        raise CheckpointError(f"{path}: unreadable {kind}: it {_why_unreadable(path, e)}") from None
+    if isinstance(obj, dict) and HASH_KEY in obj:
+        if content_hash(obj) != obj[HASH_KEY]:
+            raise CheckpointError(
+                f"{path}: damaged {kind}: its content no longer matches the hash written with it "
+                "(the file changed after css_pose saved it); use another copy or checkpoint"
+            )
+    return obj
 
 
 def read_checkpoint(path: str | Path) -> dict:

@@ -113,8 +113,13 @@ def run_friendly(
 
     Args:
         main: the entry point.
-        errors: exception type -> (exit code, message prefix); a ConfigError always exits with 2.
+        errors: exception type -> (exit code, message prefix); a ConfigError always exits with 2,
+            a CheckpointError or VideoIndexError (a bad file, named in the message) with 1.
     """
+    from css_pose.checkpoint import CheckpointError
+    from css_pose.data.index import VideoIndexError
+
+    errors = {CheckpointError: (1, ""), VideoIndexError: (1, ""), **errors}
     try:
         main()
     except ConfigError as e:

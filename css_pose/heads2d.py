@@ -211,11 +211,9 @@ def save_pose_model(
         "encoder": model.encoder.state_dict(),
         "head": model.head.state_dict(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
+    from css_pose.checkpoint import save_torch_file
+
+    return save_torch_file(payload, path)
 
 
 def load_pose_model(path: str | Path, device: str | torch.device = "cpu"):

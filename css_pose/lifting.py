@@ -6,12 +6,16 @@ and predictions are root-relative 3D in metres; reported errors are in mm.
     python -m css_pose.lifting --data synthetic --model dgnet --frames 9 --steps 600
     python -m css_pose.lifting --data videopose3d --h36m-3d data_3d_h36m.npz \\
         --h36m-2d data_2d_h36m_cpn_ft_h36m_dbb.npz --model tcn --frames 27
+
+``--data synthetic`` reads ``data/synthetic_lift`` (:data:`SYNTHETIC_SET`), generated there on
+first use.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +37,10 @@ from css_pose.models.lifters import DGNetLifter, MLPLifter, TemporalConvLifter
 from css_pose.skeleton import flip_permutation
 
 MODELS = ("mlp", "tcn", "dgnet")
+# The synthetic set that ``--data synthetic`` reads unless ``--synthetic-root`` names another; it is
+# generated there on first use, with the settings benchmarks/lifting.py uses for the same folder.
+SYNTHETIC_ROOT = "data/synthetic_lift"
+SYNTHETIC_SET = {"videos": 48, "frames": 120, "size": 128, "seed": 5}
 
 
 @dataclass
@@ -81,6 +89,32 @@ def load_synthetic_lifting_data(synth_root: str | Path) -> tuple[LiftingData, Li
     if not (path_3d.exists() and path_2d.exists()):
         path_3d, path_2d = export_synthetic_to_videopose3d(synth_root, out)
     return load_lifting_data(path_3d, path_2d)
+
+
+def prepare_synthetic_set(root: str | Path = SYNTHETIC_ROOT) -> Path:
+    """The synthetic lifting set at ``root``: the default folder (``SYNTHETIC_ROOT``) is
+    generated with ``SYNTHETIC_SET`` when it has no manifest yet (an interrupted generation
+    resumes); any other folder must hold a generated set already.
+
+    Raises FileNotFoundError naming the missing manifest and how to make it.
+    """
+    root = Path(root)
+    if (root / "manifest.json").exists():
+        return root
+    if root != Path(SYNTHETIC_ROOT):
+        raise FileNotFoundError(
+            f"{root / 'manifest.json'}: no such file; generate a set there with "
+            f"python -m css_pose.data.synthetic --out {root}, or leave out --synthetic-root to use "
+            f"{SYNTHETIC_ROOT} (generated on first use)"
+        )
+    from css_pose.data.synthetic import generate_dataset
+
+    print(
+        f"[css_pose] generating the synthetic lifting set in {root} "
+        f"({SYNTHETIC_SET['videos']} videos x {SYNTHETIC_SET['frames']} frames, once)"
+    )
+    generate_dataset(root, **SYNTHETIC_SET)
+    return root
 
 
 class _Windows:
@@ -258,10 +292,9 @@ def save_lifter(
         "result": {k: float(v) for k, v in result.items()},
         "state": model.state_dict(),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
+    from css_pose.checkpoint import save_torch_file
+
+    return save_torch_file(payload, path)
 
 
 def load_lifter(path: str | Path) -> tuple[nn.Module, dict]:
@@ -302,7 +335,9 @@ def lift_sequence(
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", choices=("synthetic", "videopose3d"), default="synthetic")
-    parser.add_argument("--synthetic-root", default="data/synthetic_lift")
+    parser.add_argument("--synthetic-root", default=SYNTHETIC_ROOT,
+                        help=f"a generated synthetic set (default {SYNTHETIC_ROOT}: generated "
+                        "on first use)")  # fmt: skip
     parser.add_argument("--h36m-3d", help="data_3d_*.npz (trusted file: loaded with pickle)")
     parser.add_argument("--h36m-2d", help="data_2d_*.npz (trusted file: loaded with pickle)")
     parser.add_argument("--model", choices=MODELS, default="dgnet")
@@ -318,10 +353,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     configure_threads(args.threads)
     torch.manual_seed(args.seed)
     if args.data == "synthetic":
-        train, test = load_synthetic_lifting_data(args.synthetic_root)
+        train, test = load_synthetic_lifting_data(prepare_synthetic_set(args.synthetic_root))
     else:
         if not (args.h36m_3d and args.h36m_2d):
             parser.error("--data videopose3d needs --h36m-3d and --h36m-2d")
+        for path in (args.h36m_3d, args.h36m_2d):
+            if not Path(path).is_file():
+                raise FileNotFoundError(
+                    f"{path}: no such file; pass VideoPose3D's data_3d_*.npz as --h36m-3d and "
+                    "a data_2d_*.npz as --h36m-2d"
+                )
         train, test = load_lifting_data(args.h36m_3d, args.h36m_2d)
     model = build_lifter(args.model, args.frames, args.channels)
     print(f"{args.model}, {args.frames} frames: {count_parameters(model):,} parameters")
@@ -340,4 +381,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except FileNotFoundError as err:
+        sys.exit(f"python -m css_pose.lifting: error: {err}")

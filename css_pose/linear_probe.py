@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from css_pose.checkpoint import load_method
+from css_pose.checkpoint import load_method, save_torch_file
 from css_pose.config import ConfigError, compose_config, parse_cli, run_friendly
 from css_pose.data.transforms import flip_joints
 from css_pose.metrics import body_frame, mpjpe, n_mpjpe, p_mpjpe, pck_tight, root_relative
@@ -575,7 +575,7 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
         "git_commit": git_commit(),
     }
     (run_dir / "result.json").write_text(json.dumps(result, indent=2))
-    torch.save(
+    save_torch_file(
         {"probe": probe.state_dict(), "encoder": method.state_dict() if train_encoder else None},
         run_dir / "probe.pt",
     )

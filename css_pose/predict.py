@@ -12,25 +12,37 @@ or are the whole frame when no file is given. Each box is
 cropped as in training (square, ``box_pad`` x its longer side) and the keypoints are mapped back to
 frame pixels.
 
+Frame indices come from the frames' timestamps (frame ``i`` is shown at ``start + i / fps``, as in
+css_pose.data.backends), not from counting decoded frames: a frame that does not decode (a damaged
+packet) keeps its index, so later frames and their ``--boxes`` stay aligned. Such frames are listed
+in a warning and in ``meta.json``.
+
 Writes into ``--out``:
 
 - ``keypoints.json``: COCO keypoint results, one entry per person per frame: ``image_id`` (frame
   index), ``category_id`` 1, ``keypoints`` [x1, y1, s1, ..., x17, y17, s17] (frame px and the
   per-joint score), ``score`` (mean joint score), ``bbox`` [x, y, w, h]. Joints are the 17
-  Human3.6M joints of ``meta.json``'s ``joints`` (not COCO's 17).
-- ``overlay.mp4``: the input with the skeleton drawn on each frame (same frame count, size, rate).
-- ``meta.json``: the video, model, joint names, frame count and the model's measured test error.
+  Human3.6M joints of ``meta.json``'s ``joints`` (not COCO's 17). Frames that did not decode have
+  no entry.
+- ``overlay.mp4``: the input with the skeleton drawn on each frame (same frame count, size, rate);
+  a frame that did not decode is black.
+- ``meta.json``: the video, model, joint names, frame count (``frames``: the last frame index + 1),
+  ``decoded_frames``, ``missing_frames`` (indices that did not decode), ``warnings`` and the
+  model's measured test error.
 - with ``--lifter``: ``pose3d.json`` (per frame, root-relative 3D of the best-scoring person, mm,
-  camera axes x right, y down, z forward) and ``pose3d.mp4``, an animated 3D plot.
+  camera axes x right, y down, z forward; ``keypoints_3d`` null and ``missing`` true for a frame
+  that did not decode) and ``pose3d.mp4``, an animated 3D plot.
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import math
 import os
 import sys
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -42,13 +54,22 @@ import torch
 from tqdm import tqdm
 
 from css_pose.config import configure_threads
-from css_pose.data.backends import VideoReadError, VideoWriter, _decode, _open_container
+from css_pose.data.backends import (
+    VideoReadError,
+    VideoWriter,
+    _decode,
+    _open_container,
+    _PtsToIndex,
+)
 from css_pose.data.transforms import crop_matrix, transform_points, warp_crop, whole_frame_box
 from css_pose.heads2d import load_pose_model, predict
 from css_pose.skeleton import JOINT_NAMES, NUM_JOINTS
 from css_pose.viz import draw_skeleton
 
 PERSON = 1
+# Frames held back to sort timestamps that a container gives in decode order (AVI with B-frames);
+# H.264 and HEVC reorder at most 16 frames.
+REORDER = 16
 
 
 # --- inputs ---------------------------------------------------------------------------------------
@@ -142,11 +163,38 @@ class VideoStream:
             container, stream,
         )  # fmt: skip
 
-    def frames(self) -> Iterator[np.ndarray]:
-        """(H, W, 3) uint8 RGB frames in presentation order."""
+    def frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(frame index, (H, W, 3) uint8 RGB frame) pairs in presentation order.
+
+        The index comes from the timestamp (module docstring), so frames that do not decode
+        leave a gap. The decoder emits frames in presentation order but some containers (AVI)
+        stamp them in decode order, so each frame takes the smallest timestamp among the next
+        ``REORDER`` frames' (its own when they are in order). A frame without a timestamp, or
+        one that would repeat an index, takes the next index.
+        """
+        ticks = 1 / (Fraction(self._stream.time_base) * self.fps)
+        held: deque[av.VideoFrame] = deque()
+        stamps: list = []  # min-heap of the held frames' timestamps
+        latest, last = None, -1
+        mapping: _PtsToIndex | None = None
+
+        def release() -> tuple[int, np.ndarray]:
+            nonlocal mapping, last
+            pts = heapq.heappop(stamps)
+            mapping = mapping or _PtsToIndex(self._stream, self.fps, pts)
+            last = max(mapping.index(pts), last + 1)
+            return last, held.popleft().to_ndarray(format="rgb24")
+
         try:
             for frame in _decode(self._container, self._stream):
-                yield frame.to_ndarray(format="rgb24")
+                pts = frame.pts if frame.pts is not None else (latest or 0) + ticks
+                latest = pts if latest is None else max(latest, pts)
+                held.append(frame)
+                heapq.heappush(stamps, pts)
+                if len(held) > REORDER:
+                    yield release()
+            while held:
+                yield release()
         except av.FFmpegError as err:
             raise VideoReadError(f"{self.path}: decoding failed ({err})") from err
 
@@ -165,15 +213,14 @@ class Person:
 
 
 def predict_chunk(
-    model, codec, frames: list[np.ndarray], first: int, boxes, box_pad: float, size: int,
+    model, codec, frames: list[np.ndarray], indices: list[int], boxes, box_pad: float, size: int,
     device: torch.device, flip_test: bool,
 ) -> list[Person]:  # fmt: skip
-    """Crop every person of ``frames`` (frame indices ``first``...), run the model, and map the
-    keypoints back to frame pixels."""
+    """Crop every person of ``frames`` (whose frame indices are ``indices``), run the model, and
+    map the keypoints back to frame pixels."""
     crops, metas = [], []
-    for k, image in enumerate(frames):
+    for image, index in zip(frames, indices):
         h, w = image.shape[:2]
-        index = first + k
         if boxes is None:
             found, pad = np.array([[*whole_frame_box(w, h), 1.0]], np.float32), 1.0
         else:
@@ -247,37 +294,44 @@ def run_predict(
     writer = VideoWriter(out / "overlay.mp4", source.width, source.height, source.fps)
     entries: list[dict] = []
     best: dict[int, Person] = {}  # frame -> best-scoring person, for the lifter
-    n_frames = 0
+    missing: list[int] = []  # frame indices that did not decode
+    written = 0  # overlay frames written: the next frame index
     bar = tqdm(
         total=source.reported_frames or None, unit="frame", desc="predict", disable=not progress,
         file=sys.stderr,
     )  # fmt: skip
 
-    def flush(frames: list[np.ndarray], first: int) -> None:
-        people = predict_chunk(model, codec, frames, first, boxes, box_pad, size, dev, flip_test)
+    def flush(frames: list[np.ndarray], indices: list[int]) -> None:
+        nonlocal written
+        people = predict_chunk(model, codec, frames, indices, boxes, box_pad, size, dev, flip_test)
+        drawn = dict(zip(indices, frames))
         for person in people:
             entries.append(coco_entry(person))
             if person.frame not in best or person.box_score > best[person.frame].box_score:
                 best[person.frame] = person
-        drawn = [f.copy() for f in frames]
-        for person in people:
-            image = drawn[person.frame - first]
-            drawn[person.frame - first] = draw_skeleton(image, person.keypoints)
-        for image in drawn:
-            writer.write(image)
-        bar.update(len(frames))
+            drawn[person.frame] = draw_skeleton(drawn[person.frame], person.keypoints)
+        for index in indices:
+            # A frame that did not decode stays in the overlay as a black frame, so that overlay
+            # frame i is input frame i.
+            for _ in range(written, index):
+                writer.write(np.zeros((source.height, source.width, 3), np.uint8))
+            writer.write(drawn[index])
+            bar.update(index + 1 - written)
+            written = index + 1
 
     try:
-        pending: list[np.ndarray] = []
-        for image in source.frames():
-            pending.append(image)
-            n_frames += 1
+        pending: list[tuple[int, np.ndarray]] = []
+        last = -1
+        for index, image in source.frames():
+            missing.extend(range(last + 1, index))
+            last = index
+            pending.append((index, image))
             if len(pending) == chunk:
-                flush(pending, n_frames - len(pending))
+                flush([f for _, f in pending], [i for i, _ in pending])
                 pending = []
         if pending:
-            flush(pending, n_frames - len(pending))
-        if n_frames == 0:
+            flush([f for _, f in pending], [i for i, _ in pending])
+        if written == 0:
             raise VideoReadError(f"{video}: no decodable frames")
         writer.close()
     except BaseException:
@@ -287,11 +341,14 @@ def run_predict(
         bar.close()
         source.close()
 
+    n_frames = written
     unused = sorted(f for f in (boxes or {}) if f >= n_frames)
     meta = {
         "video": str(video),
         "model": str(model_path),
         "frames": n_frames,
+        "decoded_frames": n_frames - len(missing),
+        "missing_frames": missing,
         "width": source.width,
         "height": source.height,
         "fps": float(source.fps),
@@ -301,13 +358,21 @@ def run_predict(
         "frames_with_people": len(best),
         "model_test_metrics": payload.get("metrics", {}),
         "outputs": {"keypoints": "keypoints.json", "overlay": "overlay.mp4"},
+        "warnings": [],
     }
+    if missing:
+        meta["warnings"].append(
+            f"{video}: {len(missing)} of {n_frames} frames did not decode: frames "
+            f"{_ranges(missing)}; they are marked missing (no keypoints, black overlay frames), "
+            "later frames keep their own index"
+        )
     if unused:
-        meta["warning"] = (
+        meta["warnings"].append(
             f"{len(unused)} detections name frames past the video's end (first: {unused[0]}); "
             "image_id must be the 0-based frame index"
         )
-        print(f"[css_pose] warning: {meta['warning']}", file=sys.stderr)
+    for warning in meta["warnings"]:
+        print(f"[css_pose] warning: {warning}", file=sys.stderr)
     _write_json(out / "keypoints.json", entries)
 
     if lifter is not None:
@@ -316,6 +381,7 @@ def run_predict(
         from css_pose.lifting import lift_sequence
 
         track = fill_track(best, n_frames)
+        gone = set(missing)
         pose3d = 1000.0 * lift_sequence(lifter, track, source.width, source.height)  # mm
         _write_json(
             out / "pose3d.json",
@@ -325,7 +391,12 @@ def run_predict(
                 "lifter": str(lifter_path),
                 "lifter_test_metrics": lifter_payload.get("result", {}),
                 "frames": [
-                    {"image_id": t, "keypoints_3d": np.round(p, 1).tolist(), "observed": t in best}
+                    {
+                        "image_id": t,
+                        "keypoints_3d": None if t in gone else np.round(p, 1).tolist(),
+                        "observed": t in best,
+                        "missing": t in gone,
+                    }
                     for t, p in enumerate(pose3d)
                 ],
             },
@@ -347,6 +418,18 @@ def fill_track(best: dict[int, Person], n_frames: int) -> np.ndarray:
             last = best[t].keypoints
         track[t] = last
     return track
+
+
+def _ranges(indices: list[int], limit: int = 20) -> str:
+    """Sorted frame indices as "3, 10-12, 25", at most ``limit`` runs (then "...")."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    text = [f"{a}" if a == b else f"{a}-{b}" for a, b in runs[:limit]]
+    return ", ".join(text + (["..."] if len(runs) > limit else []))
 
 
 def _write_json(path: Path, data) -> None:

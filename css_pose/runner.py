@@ -19,7 +19,8 @@ RUN_DIR_ENV = "CSS_POSE_RUN_DIR"
 HELP = """usage: python train.py [key=value ...]
 
 Pretrain an encoder on video. With no arguments: CSS on the built-in synthetic dataset
-(generated into data/synthetic on first use), a schedule that ends in < 10 min on 2 CPU cores.
+(generated into data/synthetic-bench on first use), a schedule that ends in < 10 min on 2 CPU
+cores. Your own videos (data.root=/my/videos) are only read; without labels the probes are off.
 
 Config groups (configs/): method=css|plain_temporal|simclr  model=resnet18|resnet50|convnet
                           data=synthetic  trainer=default  logger=default
@@ -42,6 +43,12 @@ def load_config(argv: list[str]) -> DictConfig:
         ckpt = Path(resume)
         if not ckpt.is_file():
             raise ConfigError(f"resume={resume}: no such checkpoint file")
+        from css_pose.checkpoint import CheckpointError, read_checkpoint
+
+        try:  # before anything is built: a bad file is one line, not a Lightning traceback
+            read_checkpoint(ckpt)
+        except CheckpointError as e:
+            raise ConfigError(f"resume={resume}: {e}") from None
         saved = _run_dir_of_checkpoint(ckpt) / "overrides.json"
         if not saved.is_file():
             raise ConfigError(
@@ -71,32 +78,52 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
     return run_dir
 
 
-def prepare_data(cfg: DictConfig) -> Path:
-    """Generate the synthetic dataset when ``data.name=synthetic`` and its root holds no
-    manifest (an interrupted generation has none yet, and resumes)."""
-    root = Path(cfg.data.root)
-    manifest = root / "manifest.json"
-    if cfg.data.name == "synthetic" and not manifest.exists():
-        from css_pose.data.synthetic import generate_dataset
+def same_folder(a: str | Path, b: str | Path) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
-        g = cfg.data.generate
-        print(f"[css_pose] generating the synthetic dataset in {root} ({g.videos} videos)")
-        generate_dataset(
-            root,
-            videos=g.videos,
-            frames=g.frames,
-            size=g.size,
-            seed=g.seed,
-            fps=g.fps,
-            people=g.people,
-            occluders=g.occluders,
-            motion_blur=g.motion_blur,
-            pan=g.pan,
-            val_fraction=g.val_fraction,
-            test_fraction=g.test_fraction,
-        )
-    elif not root.exists():
+
+def prepare_data(cfg: DictConfig) -> Path:
+    """The data root, after generating the synthetic set when it is missing or unfinished.
+
+    The synthetic set is generated only into its own folder, ``data.generate.root`` (by default
+    ``data.root`` is that folder): a ``data.root`` pointing anywhere else is the user's own data,
+    which is only ever read (index caches and crop stores live in the user cache). An
+    interrupted generation has no manifest yet and resumes.
+
+    Raises:
+        ConfigError: ``data.root`` is missing, not a folder, or holds no file at all (one line
+            naming it).
+    """
+    root = Path(cfg.data.root)
+    generate = cfg.data.get("generate") or {}
+    own = generate.get("root")
+    if cfg.data.name == "synthetic" and own and same_folder(root, own):
+        if not (root / "manifest.json").exists():
+            from css_pose.data.synthetic import generate_dataset
+
+            g = generate
+            print(f"[css_pose] generating the synthetic dataset in {root} ({g.videos} videos)")
+            generate_dataset(
+                root,
+                videos=g.videos,
+                frames=g.frames,
+                size=g.size,
+                seed=g.seed,
+                fps=g.fps,
+                people=g.people,
+                occluders=g.occluders,
+                motion_blur=g.motion_blur,
+                pan=g.pan,
+                val_fraction=g.val_fraction,
+                test_fraction=g.test_fraction,
+            )
+        return root
+    if not root.exists():
         raise ConfigError(f"data.root={root} does not exist; point it at a folder of videos")
+    if not root.is_dir():
+        raise ConfigError(f"data.root={root} is a file; point it at the folder that holds videos")
+    if not any(p.is_file() for p in root.rglob("*")):
+        raise ConfigError(f"data.root={root} is empty; put videos (mp4, avi, mov, mkv, webm) in it")
     return root
 
 
@@ -208,6 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     from css_pose.viz import save_png
 
+    root = prepare_data(cfg)  # a bad data.root fails here, before a run folder exists
     run_dir = resolve_run_dir(cfg)
     is_rank0 = os.environ.get("LOCAL_RANK", "0") == "0"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -215,8 +243,7 @@ def main(argv: list[str] | None = None) -> dict:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
         if not (run_dir / "overrides.json").exists():
             (run_dir / "overrides.json").write_text(json.dumps(argv))
-    pl.seed_everything(cfg.seed, workers=True)
-    root = prepare_data(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     dm = build_datamodule(cfg, root)
     dm.setup("fit")
@@ -225,6 +252,17 @@ def main(argv: list[str] | None = None) -> dict:
         sheet = run_dir / "images" / "contact_sheet.png"
         save_png(sheet, skeleton_sheet(next(iter(dm.train_dataloader())), ncols=8))
         print(f"[css_pose] contact sheet of training samples with their skeletons: {sheet}")
+
+    probe_on = cfg.probe.enabled
+    if probe_on and not dm.has_labels("val"):
+        probe_on = False
+        if is_rank0:
+            print(
+                f"[css_pose] notice: no annotated validation video in {root}, so the online probe "
+                "and best.ckpt are off (they need .npz labels); training, last.ckpt, "
+                "reconstructions and swap grids do not need labels and stay on"
+            )
+    media_split = "val" if dm.index.split("val", dm.val_fraction) else "train"
 
     method = build_method(cfg)
     hparams = OmegaConf.to_container(cfg, resolve=True)
@@ -241,7 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
     callbacks = [
         SaveOnInterrupt(ckpt_dir),
         MediaLogger(
-            dm.probe_dataloader,
+            lambda: dm.probe_dataloader(media_split, labeled_only=False),
             run_dir / "images",
             every_n_epochs=cfg.images.every_n_epochs,
             num_samples=cfg.images.num_samples,
@@ -252,7 +290,7 @@ def main(argv: list[str] | None = None) -> dict:
     callbacks.append(
         ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False)
     )
-    if cfg.probe.enabled:
+    if probe_on:
         callbacks.insert(0, probe)
         callbacks.append(
             ModelCheckpoint(
@@ -285,7 +323,7 @@ def main(argv: list[str] | None = None) -> dict:
         "global_step": trainer.global_step,
         "train_seconds": round(time.perf_counter() - t0, 1),
         "last_checkpoint": str(ckpt_dir / "last.ckpt"),
-        "best_checkpoint": str(ckpt_dir / "best.ckpt") if cfg.probe.enabled else None,
+        "best_checkpoint": str(ckpt_dir / "best.ckpt") if probe_on else None,
         "probe_initial": probe.initial,
         "probe_final": probe.latest,
     }

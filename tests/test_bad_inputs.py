@@ -104,7 +104,7 @@ def test_strict_raises_naming_the_file(messy_root):
 
 def test_no_usable_video_is_a_clear_error(tmp_path):
     (tmp_path / "a.mp4").write_bytes(b"")
-    with pytest.raises(VideoIndexError, match=f"no usable video under {tmp_path}.*Put videos"):
+    with pytest.raises(VideoIndexError, match=f"no usable video under {tmp_path}"):
         _index(tmp_path, cache=False)
     with pytest.raises(VideoIndexError, match="no such folder"):
         index_videos(tmp_path / "missing")

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import math
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
+from css_pose import lifting
 from css_pose.data.synthetic import generate_dataset
 from css_pose.lifting import (
     LiftingData,
@@ -120,3 +128,58 @@ def test_short_training_reduces_mpjpe(tmp_path, name):
     after_train, after_test = evaluate(model, train)["mpjpe"], evaluate(model, test)["mpjpe"]
     assert after_train < 0.6 * before
     assert after_test < before
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_lifter_command() -> list[str]:
+    """The arguments of step 3 of README.md's "full path": the lifter command, as printed."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    step = next(i for i, line in enumerate(lines) if line.startswith("# 3."))
+    start = next(i for i in range(step, len(lines)) if not lines[i].startswith("#"))
+    command = lines[start]
+    while command.endswith("\\"):
+        start += 1
+        command = command[:-1] + lines[start]
+    words = shlex.split(command)
+    assert words[:3] == ["python", "-m", "css_pose.lifting"], command
+    return words[3:]
+
+
+def test_readme_lifter_command_works_on_a_fresh_clone(tmp_path, monkeypatch, capsys):
+    """README step 3 in an empty folder: it generates its synthetic set (here a tiny one, and a
+    2-step schedule appended to the command) and saves the lifter where step 4 reads it."""
+    argv = readme_lifter_command()
+    assert "--data" in argv and "synthetic" in argv and "--synthetic-root" not in argv
+    monkeypatch.chdir(tmp_path)
+    tiny = {"videos": 4, "frames": 12, "size": 64, "seed": 1}
+    monkeypatch.setattr(lifting, "SYNTHETIC_SET", tiny)
+    result = lifting.main([*argv, "--steps", "2", "--batch-size", "8"])
+    out = capsys.readouterr().out
+    assert "generating the synthetic lifting set in data/synthetic_lift" in out
+    manifest = json.loads((tmp_path / "data/synthetic_lift/manifest.json").read_text())
+    assert len(manifest["videos"]) == 4 and manifest["seed"] == 1
+    saved = tmp_path / argv[argv.index("--save") + 1]
+    assert saved.is_file() and math.isfinite(result["mpjpe"])
+    # A second run reuses the set.
+    lifting.main([*argv, "--steps", "1", "--batch-size", "8"])
+    assert "generating" not in capsys.readouterr().out
+
+
+def test_missing_user_given_data_is_one_line_naming_the_file_and_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="elsewhere/manifest.json: no such file; gener"):
+        lifting.main(["--data", "synthetic", "--synthetic-root", str(tmp_path / "elsewhere")])
+    assert not (tmp_path / "elsewhere").exists()  # nothing is generated outside the default
+    with pytest.raises(FileNotFoundError, match="nope_3d.npz: no such file; pass VideoPose3D"):
+        lifting.main(["--data", "videopose3d", "--h36m-3d", "nope_3d.npz", "--h36m-2d", "x.npz"])
+    done = subprocess.run(
+        [sys.executable, "-m", "css_pose.lifting", "--synthetic-root", "elsewhere"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "python -m css_pose.lifting: error: elsewhere/manifest.json: no such file; generate a set "
+        "there with python -m css_pose.data.synthetic --out elsewhere, or leave out "
+        "--synthetic-root to use data/synthetic_lift (generated on first use)"
+    ]

@@ -10,15 +10,23 @@ import pytest
 import torch
 from test_heads2d import head_args
 from test_linear_probe import css_ckpt, one_thread, probe_root  # noqa: F401 (fixtures)
+from video_fixtures import (
+    damage_packets,
+    frame_index,
+    frame_pattern,
+    person_track,
+    write_annotation,
+    write_video,
+)
 
-from css_pose.checkpoint import CheckpointError
+from css_pose.checkpoint import CheckpointError, save_torch_file
 from css_pose.cli import main as cli
 from css_pose.data.backends import VideoReadError, probe_video
 from css_pose.data.synthetic.io import write_mp4
 from css_pose.heads2d import load_pose_model
 from css_pose.heads2d import main as train_head
 from css_pose.lifting import build_lifter, save_lifter
-from css_pose.predict import load_detections, run_predict
+from css_pose.predict import VideoStream, load_detections, run_predict
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +144,7 @@ def test_bad_inputs_name_the_file(trained, css_ckpt, tmp_path, capsys):  # noqa:
         load_pose_model(css_ckpt)
     payload = torch.load(model, weights_only=True)
     payload["joints"] = payload["joints"][:13]
-    torch.save(payload, tmp_path / "penn.pt")
+    save_torch_file(payload, tmp_path / "penn.pt")  # a valid file with another skeleton
     with pytest.raises(CheckpointError, match="skeleton mismatch"):
         load_pose_model(tmp_path / "penn.pt")
     (tmp_path / "dets.json").write_text('[{"image_id": 0}]')
@@ -151,3 +159,88 @@ def test_bad_inputs_name_the_file(trained, css_ckpt, tmp_path, capsys):  # noqa:
     assert cli([]) == 2 and cli(["train"]) == 2
     assert cli(["report", str(tmp_path / "no_run_here")]) == 2
     assert "no_run_here" in capsys.readouterr().err
+
+
+def _bframe_avi(path: Path, frames: int) -> Path:
+    """H.264 with B-frames in AVI, which stamps frames with their decode order."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
+        stream.options = {"g": "12", "x264-params": "bframes=3:b-adapt=0"}
+        for i in range(frames):
+            image = av.VideoFrame.from_ndarray(frame_pattern(i, 128, 96), format="rgb24")
+            container.mux(stream.encode(image))
+        container.mux(stream.encode())
+    return path
+
+
+def test_frame_indices_come_from_timestamps(tmp_path):
+    """Frames that do not decode leave a gap in the indices; decode-order stamps (AVI with
+    B-frames) still give each frame its own index."""
+    import av
+
+    damaged = damage_packets(write_video(tmp_path / "v.mp4", 40, gop=1), tmp_path / "bad.mp4",
+                             {10, 11, 12, 25})  # fmt: skip
+    avi = _bframe_avi(tmp_path / "b.avi", 30)
+    with av.open(str(avi)) as container:
+        stamps = [f.pts for f in container.decode(video=0)]
+    assert stamps != sorted(stamps)  # the case under test: stamps out of presentation order
+    for path, expected in [
+        (damaged, [i for i in range(40) if i not in (10, 11, 12, 25)]),
+        (avi, list(range(30))),
+    ]:
+        source = VideoStream.open(path)
+        try:
+            pairs = [(index, frame_index(image)) for index, image in source.frames()]
+        finally:
+            source.close()
+        assert pairs == [(i, i) for i in expected], path.name
+
+
+def test_undecodable_frames_keep_their_index_and_are_marked_missing(trained, tmp_path, capsys):
+    """A video whose frames 10-12 and 25 do not decode: every other frame keeps its true index
+    (its boxes and keypoints stay aligned), the missing ones are named in a warning and marked
+    missing in keypoints.json, overlay.mp4, meta.json and pose3d.json."""
+    import av
+
+    model, _ = trained
+    lost = [10, 11, 12, 25]
+    video = damage_packets(write_video(tmp_path / "v.mp4", 40, gop=1), tmp_path / "bad.mp4",
+                           set(lost))  # fmt: skip
+    boxes = write_annotation(tmp_path / "bad.npz", [person_track(40, 128, 96)])
+    lifter = build_lifter("tcn", 3, channels=16)
+    lifter_path = save_lifter(tmp_path / "lifter.pt", lifter, "tcn", 3, 16, {"mpjpe": 1.0})
+    out = tmp_path / "pred"
+    meta = run_predict(model, video, out, boxes_path=boxes, lifter_path=lifter_path, chunk=8,
+                       progress=False)  # fmt: skip
+    decoded = [i for i in range(40) if i not in lost]
+
+    entries = json.loads((out / "keypoints.json").read_text())
+    assert [e["image_id"] for e in entries] == decoded
+    with np.load(boxes) as ann:
+        xyxy = ann["bboxes"]
+    for e in entries:  # each frame's own box, not a neighbour's
+        x, y, w, h = e["bbox"]
+        np.testing.assert_allclose([x, y, x + w, y + h], xyxy[e["image_id"]], atol=0.01)
+
+    assert meta["frames"] == 40 and meta["decoded_frames"] == 36
+    assert meta["missing_frames"] == lost
+    warning = "[css_pose] warning: " + meta["warnings"][0]
+    assert "bad.mp4: 4 of 40 frames did not decode: frames 10-12, 25" in warning
+    assert warning in capsys.readouterr().err
+    assert json.loads((out / "meta.json").read_text())["missing_frames"] == lost
+
+    # overlay frame i is input frame i; the missing ones are black.
+    with av.open(str(out / "overlay.mp4")) as container:
+        overlay = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(overlay) == 40
+    assert [frame_index(overlay[i]) for i in decoded] == decoded
+    assert all(overlay[i].mean() < 2 for i in lost)
+
+    frames = json.loads((out / "pose3d.json").read_text())["frames"]
+    assert [f["image_id"] for f in frames] == list(range(40))
+    assert [f["image_id"] for f in frames if f["missing"]] == lost
+    assert all(f["keypoints_3d"] is None and not f["observed"] for f in frames if f["missing"])
+    assert all(np.isfinite(f["keypoints_3d"]).all() for f in frames if not f["missing"])

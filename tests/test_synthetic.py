@@ -304,3 +304,53 @@ def test_default_set_renders_within_a_minute(tmp_path):
     start = time.perf_counter()
     generate_dataset(tmp_path, progress=False)  # 64 videos x 120 frames at 128 px
     assert time.perf_counter() - start < 60
+
+
+def _crawl(frames: int = 12) -> np.ndarray:
+    """(T, 17, 3) world mm: on hands and knees, crawling 1 m along z, the head 6 cm above the
+    floor, so the clip is long along z and low."""
+    swing = 15 * np.sin(np.linspace(0, 2 * np.pi, frames))
+    angles = {
+        "l_hip_flex": 90 + swing, "r_hip_flex": 90 - swing, "l_knee": np.full(frames, 90.0),
+        "r_knee": np.full(frames, 90.0), "l_shoulder_flex": 90 - swing,
+        "r_shoulder_flex": 90 + swing, "torso_pitch": np.full(frames, 30.0),
+        "neck_pitch": np.full(frames, 40.0),
+    }  # fmt: skip
+    upright = forward_kinematics(angles, sample_body_shape(np.random.default_rng(0)))
+    # Tip the upright pose forward by 90 degrees: the torso along +z, the thighs pointing down.
+    joints = np.stack([upright[..., 0], -upright[..., 2], upright[..., 1]], axis=-1)
+    joints[..., 2] += np.linspace(0, 1000, frames)[:, None]
+    joints[..., 1] += 80 - joints[..., 1].min()
+    joints[:, JOINT_NAMES.index("head"), 1] = 60.0
+    return joints
+
+
+def test_motion_near_the_floor_gets_another_camera_draw(tmp_path):
+    """Seen from straight ahead, the crawl runs into the camera (dataset seed 17's first camera
+    draw for video 0 does); the camera is drawn again, deterministically, until it frames it."""
+    path = tmp_path / "crawl.npz"
+    np.savez(path, keypoints_3d=_crawl())
+    sets = [tmp_path / "a", tmp_path / "b"]
+    for out in sets:
+        generate_dataset(out, videos=2, size=64, seed=17, motion=path, workers=1, progress=False)
+    for entry in _manifest(sets[0])["videos"]:
+        ann = _load(sets[0], entry)
+        assert ann["keypoints_3d"][..., 2].min() > 100  # in front of the camera
+        assert (sets[0] / entry["video"]).read_bytes() == (sets[1] / entry["video"]).read_bytes()
+
+
+def test_motion_no_camera_can_frame_says_what_was_tried(tmp_path):
+    # A flat clip 5 cm across (just large enough for load_motion_file): any camera that frames
+    # it stands closer than 10 cm.
+    flat = np.random.default_rng(0).uniform(-20, 20, (12, 17, 3))
+    flat[..., 1] = 100 + 0.05 * flat[..., 1]
+    flat[:, 0, 0], flat[:, 1, 0] = -26, 26
+    path = tmp_path / "flat_motion.npz"
+    np.savez(path, keypoints_3d=flat)
+    with pytest.raises(ValueError) as err:
+        generate_dataset(tmp_path / "set", videos=1, size=64, motion=path, workers=1,
+                         progress=False)  # fmt: skip
+    message = str(err.value)
+    for part in ("synth_00000", "flat_motion.npz", "the external motion", "100 mm in front",
+                 "all 16 camera draws", "the framed points span", "metres instead of mm"):  # fmt: skip
+        assert part in message, message

@@ -267,7 +267,7 @@ def test_index_cache_is_reused_and_invalidated_by_size_and_mtime(tmp_path, monke
     monkeypatch.setattr(index_module, "probe_video", lambda p: calls.append(p) or real_probe(p))
 
     assert len(index_videos(tmp_path)) == 3 and len(calls) == 3
-    assert (tmp_path / INDEX_FILE).is_file()
+    assert not (tmp_path / INDEX_FILE).exists()  # the video folder is only read
     index_videos(tmp_path)
     assert len(calls) == 3  # all cached
 
@@ -288,13 +288,13 @@ def test_index_cache_is_reused_and_invalidated_by_size_and_mtime(tmp_path, monke
     assert [v.name for v in cut.videos] == ["videos/vid_000", "videos/vid_002"]
 
 
-def test_index_cache_falls_back_to_the_user_cache_when_root_is_not_writable(tmp_path, monkeypatch):
+def test_index_cache_lives_in_the_user_cache(tmp_path, monkeypatch):
     root = tmp_path / "data"
     make_video_set(root, [20, 20], labeled=False)
-    (root / INDEX_FILE).mkdir()  # the root's cache file cannot be written
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     index_videos(root)
     assert len(list((tmp_path / "cache" / "css_pose").glob("index-*.json"))) == 1
+    assert not (root / INDEX_FILE).exists()
     monkeypatch.setattr(index_module, "probe_video", lambda p: pytest.fail("cache not used"))
     assert len(index_videos(root)) == 2
 

@@ -186,3 +186,27 @@ def truncate(path: str | Path, fraction: float = 0.5) -> Path:
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * fraction)])
     return path
+
+
+def damage_packets(src: str | Path, dst: str | Path, packets: set[int]) -> Path:
+    """Copy ``src`` to ``dst`` (same container) with the payload of ``packets`` (0-based, in
+    decode order) replaced by random bytes of the same size, timestamps kept: those frames do
+    not decode. With an intra-only video (``write_video(..., gop=1)``) packet k is frame k and
+    every other frame decodes exactly."""
+    dst = Path(dst)
+    with av.open(str(src)) as source, av.open(str(dst), "w") as target:
+        stream = target.add_stream_from_template(source.streams.video[0])
+        k = 0
+        for packet in source.demux(source.streams.video[0]):
+            if packet.size == 0:  # the demuxer's end-of-stream flush packet
+                continue
+            if k in packets:
+                garbage = np.random.default_rng(k).integers(0, 256, packet.size, dtype=np.uint8)
+                bad = av.Packet(garbage.tobytes())
+                bad.pts, bad.dts, bad.time_base = packet.pts, packet.dts, packet.time_base
+                bad.is_keyframe = packet.is_keyframe
+                packet = bad
+            packet.stream = stream
+            target.mux(packet)
+            k += 1
+    return dst

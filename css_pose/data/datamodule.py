@@ -45,10 +45,12 @@ class EpochRandomSampler(Sampler[int]):
 
     Lightning builds the first loader iterator of a run before it calls ``set_epoch``; a run resumed
     at epoch e would then draw epoch 0's samples. The datamodule therefore creates this sampler
-    already at the trainer's current epoch. Under torch.distributed each rank takes every
-    world-th index of the same permutation (the tail that does not divide evenly is dropped), so
-    ranks see distinct samples; ``Trainer(use_distributed_sampler=False)`` keeps Lightning from
-    replacing it.
+    already at the trainer's current epoch, and for a run resumed inside an epoch with ``start``:
+    the number of this rank's samples of that epoch already trained on, which its first pass skips
+    (later epochs start at 0). ``len`` stays the full shard: Lightning counts the skipped batches as
+    fetched. Under torch.distributed each rank takes every world-th index of the same permutation
+    (the tail that does not divide evenly is dropped), so ranks see distinct samples;
+    ``Trainer(use_distributed_sampler=False)`` keeps Lightning from replacing it.
     """
 
     def __init__(
@@ -58,13 +60,17 @@ class EpochRandomSampler(Sampler[int]):
         epoch: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        start: int = 0,
     ):
         self.data_source = data_source
         self.seed = seed
         self.epoch = epoch
         self.rank, self.world_size = rank, world_size
+        self.start = start
 
     def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.start = 0
         self.epoch = epoch
 
     def _world(self) -> tuple[int, int]:
@@ -81,7 +87,7 @@ class EpochRandomSampler(Sampler[int]):
         rank, world = self._world()
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         perm = torch.randperm(len(self.data_source), generator=generator).tolist()
-        return iter(perm[: len(self) * world][rank::world])
+        return iter(perm[: len(self) * world][rank::world][self.start :])
 
 
 class EpochDataLoader(DataLoader):
@@ -92,6 +98,23 @@ class EpochDataLoader(DataLoader):
         if epoch is not None and hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
         return super().__iter__()
+
+
+def _resume_position(trainer) -> tuple[int, int]:
+    """(epoch, its batches already trained) at which the trainer's next training pass starts.
+
+    The epoch is the one Lightning will pass to ``set_epoch``: a run resumed after epoch k reports
+    ``current_epoch`` k - 1 here but processes epoch k. A run restored from a checkpoint taken
+    inside an epoch (``checkpoints/interrupted.ckpt``) has ``processed`` batches of it behind it;
+    Lightning runs only the rest of the epoch but does not skip them in the loader.
+    """
+    fit_loop = getattr(trainer, "fit_loop", None)
+    if fit_loop is None:
+        return trainer.current_epoch, 0
+    epochs = fit_loop.epoch_progress.current
+    if getattr(fit_loop, "restarting", False) and epochs.ready > epochs.processed:
+        return epochs.processed, fit_loop.epoch_loop.batch_progress.current.processed
+    return epochs.processed, 0
 
 
 def _augment_config(augment: bool | AugmentConfig | Mapping | None) -> AugmentConfig | None:
@@ -257,16 +280,18 @@ class VideoDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled, sharded across DDP ranks, drop_last; epoch-aware samples (module docstring)."""
+        """Shuffled, sharded across DDP ranks, drop_last; epoch-aware samples (module docstring).
+
+        A run resumed inside an epoch draws only the batches of that epoch it has not trained on,
+        so that it sees the same samples as a run that was never stopped."""
         self.setup()
-        epoch = 0
+        epoch, done = 0, 0
         trainer = getattr(self, "trainer", None)
         if trainer is not None:
-            # The epoch Lightning will pass to set_epoch (a run resumed after epoch k reports
-            # current_epoch k - 1 here but processes epoch k).
-            fit_loop = getattr(trainer, "fit_loop", None)
-            epoch = fit_loop.epoch_progress.current.processed if fit_loop else trainer.current_epoch
-        sampler = EpochRandomSampler(self.train_set, seed=self.seed, epoch=epoch)
+            epoch, done = _resume_position(trainer)
+        sampler = EpochRandomSampler(
+            self.train_set, seed=self.seed, epoch=epoch, start=done * self.batch_size
+        )
         return self._loader(self.train_set, EpochDataLoader, sampler=sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader | list:
@@ -274,22 +299,38 @@ class VideoDataModule(pl.LightningDataModule):
         self.setup()
         return [] if self.val_set is None else self._loader(self.val_set)
 
-    def probe_dataloader(self, split: str = "val") -> DataLoader:
-        """Labeled frames (frame mode, every ``probe_stride``-th) of ``split``, in order.
+    def probe_dataloader(self, split: str = "val", labeled_only: bool = True) -> DataLoader:
+        """Frames (frame mode, every ``probe_stride``-th) of ``split``, in order: the labeled ones,
+        or with ``labeled_only=False`` every video's (unlabeled videos as whole frames).
 
         Batches carry ``video_idx`` into the split's video list, so a probe can fit on some
-        videos and score on others. Raises ValueError when the split has no labeled frame.
+        videos and score on others. Raises ValueError when the split has no labeled frame
+        (no video at all with ``labeled_only=False``).
         """
         self.setup()
-        if split not in self._probe_loaders:
+        key = (split, labeled_only)
+        if key not in self._probe_loaders:
             videos = self.index.split(split, self.val_fraction)
-            if not any(v.labeled for v in videos):
+            if labeled_only and not any(v.labeled for v in videos):
                 raise ValueError(
                     f"{self.root}: the {split} split has no labeled video; the probe needs .npz "
                     "annotations beside some of its videos"
                 )
+            if not videos:
+                raise ValueError(f"{self.root}: the {split} split has no video")
             dataset = self._dataset(
-                videos, None, None, self.seed, mode="frame", frame_stride=self.probe_stride
+                videos,
+                None,
+                None,
+                self.seed,
+                mode="frame",
+                frame_stride=self.probe_stride,
+                labeled_only=labeled_only,
             )
-            self._probe_loaders[split] = self._loader(dataset)
-        return self._probe_loaders[split]
+            self._probe_loaders[key] = self._loader(dataset)
+        return self._probe_loaders[key]
+
+    def has_labels(self, split: str = "val") -> bool:
+        """Whether any video of ``split`` has annotations (the probes need some)."""
+        self.setup()
+        return any(v.labeled for v in self.index.split(split, self.val_fraction))

@@ -2,9 +2,10 @@
 
 ``index_videos(root)`` scans ``root`` recursively for video files, decodes each one once to count
 its frames (so truncated files report their real length), validates the annotation npz beside it
-(same stem, same folder), and caches the result in ``ROOT/.css_pose_index.json`` (or in the user
-cache when the root is read-only). Cache entries are reused while the file's size and
-modification time are unchanged. Files that cannot be used are skipped with one warning listing
+(same stem, same folder), and caches the result in the user cache
+(``$XDG_CACHE_HOME/css_pose/index-<hash of the root>.json``), never in the root: a folder of the
+user's videos is only read. Cache entries are reused while the file's size and modification time
+are unchanged. Files that cannot be used are skipped with one warning listing
 each file and why.
 """
 
@@ -105,10 +106,10 @@ def _stat(path: Path) -> list[int]:
 
 
 def _cache_paths(root: Path) -> list[Path]:
-    """Where the index cache may live: in the root, then in the user cache."""
+    """Where the index cache lives: the user cache (never the root, which is only read)."""
     user = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "css_pose"
     digest = hashlib.sha1(str(root).encode()).hexdigest()[:16]
-    return [root / INDEX_FILE, user / f"index-{digest}.json"]
+    return [user / f"index-{digest}.json"]
 
 
 def _load_cache(root: Path) -> dict:
@@ -246,16 +247,18 @@ def index_videos(
         raise VideoIndexError(
             f"{root / rel}: {why} (strict=True; {len(problems)} problem(s) in all)"
         )
+    if not videos:
+        shown = "; ".join(f"{rel}: {why}" for rel, why in list(problems.items())[:3])
+        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise VideoIndexError(
+            f"no usable video under {root} (looked recursively for {', '.join(VIDEO_EXTENSIONS)}"
+            + (f"; {len(problems)} file(s) unusable: {shown}{more}" if problems else "")
+            + ")"
+        )
     if problems:
         lines = "\n".join(f"  {rel}: {why}" for rel, why in problems.items())
         warnings.warn(
             f"css_pose index of {root}: {len(problems)} problem(s):\n{lines}", stacklevel=2
-        )
-    if not videos:
-        raise VideoIndexError(
-            f"no usable video under {root} (looked recursively for {', '.join(VIDEO_EXTENSIONS)}; "
-            f"{len(problems)} file(s) unusable). Put videos in {root}/videos/, or generate the "
-            "synthetic set there with css_pose.data.synthetic.generate_dataset."
         )
     return VideoIndex(root, videos, problems)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,36 +11,119 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from css_pose.checkpoint import read_torch_file, save_torch_file
 from css_pose.metrics import body_frame, mpjpe, p_mpjpe, pck_tight, root_relative
 from css_pose.probe import fit_ridge_cv
 from css_pose.viz import contact_sheet, draw_skeleton, embedding_figure, save_png
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write each checkpoint to a temporary file, then rename: a crash never leaves half a file."""
+    """Checkpoints written atomically with a content hash, read back safely and verified.
+
+    Saving goes through :func:`~css_pose.checkpoint.save_torch_file` (temporary file, then rename:
+    a crash never leaves half a file); loading (``resume=``) through
+    :func:`~css_pose.checkpoint.read_torch_file` (``weights_only=True``, hash checked).
+    """
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
+        save_torch_file(checkpoint, path)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        return read_torch_file(path)
 
 
 class SaveOnInterrupt(pl.Callback):
-    """On Ctrl-C, SIGTERM or any crash during fit, save ``checkpoints/interrupted.ckpt``."""
+    """Interruption safety: stop cleanly, save ``checkpoints/interrupted.ckpt``, resume exactly.
+
+    - The first Ctrl-C during fit lets the step in flight finish (and be logged), then stops before
+      the next one; a second Ctrl-C stops at once. SIGTERM stops likewise (Lightning's handler).
+    - On that stop or any crash, saves ``interrupted.ckpt`` at the last finished optimizer step.
+    - Any checkpoint taken inside a training batch (a crash, the non-finite-loss guard) records
+      that batch as not begun, so a resumed run trains it again under the same logging step.
+    - On resume, loggers with ``drop_steps_from``
+      (:class:`~css_pose.methods.csv_log.ResumableCSVLogger`) drop their rows of steps >= the
+      checkpoint's ``global_step``: the resumed run logs those steps again (after a kill, the
+      rows past the last epoch-end checkpoint).
+    """
 
     def __init__(self, dirpath: str | Path):
         self.path = Path(dirpath) / "interrupted.ckpt"
+        self._stop_requested = False
+        self._previous_sigint = None
+        self._saving_mid_validation = False
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module) -> None:
+        # Installed after Lightning's own signal handlers, so that its teardown restores the
+        # handler from before fit on every path, a crash included.
+        self._stop_requested = False
+        try:
+            self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
+        except ValueError:  # not the main thread: Ctrl-C keeps its default behaviour
+            self._previous_sigint = None
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self._stop_requested:
+            raise KeyboardInterrupt
+        self._stop_requested = True
+        print("\n[css_pose] Ctrl-C: stopping after this step (Ctrl-C again stops now)", flush=True)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx: int) -> None:
+        if self._stop_requested:
+            raise KeyboardInterrupt
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module) -> None:
+        if self._previous_sigint is not None:
+            signal.signal(signal.SIGINT, self._previous_sigint)
+            self._previous_sigint = None
 
     def on_exception(self, trainer: pl.Trainer, pl_module, exception: BaseException) -> None:
-        if trainer.global_step == 0 or not trainer.is_global_zero:
+        # A resumed run's sanity check has trained nothing since the checkpoint it resumed.
+        if trainer.global_step == 0 or trainer.sanity_checking or not trainer.is_global_zero:
             return
-        trainer.save_checkpoint(self.path)
+        self._saving_mid_validation = trainer.validating
+        try:
+            trainer.save_checkpoint(self.path)
+        finally:
+            self._saving_mid_validation = False
         print(
             f"\n[css_pose] {type(exception).__name__} at step {trainer.global_step}: saved "
             f"{self.path}\n[css_pose] continue with: python train.py resume={self.path}"
         )
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module, checkpoint: dict) -> None:
+        # Inside a batch, Lightning's progress counts it as begun (ready/started) but not processed
+        # (no optimizer step yet). Resumed from such a state, Lightning advances its logging step
+        # by one (it expects mid-batch states only from on_train_batch_end, after the optimizer
+        # step), so every later row would be labelled one step late. As never begun, the batch is
+        # trained again at its own step; the datamodule skips the batches already processed.
+        fit = checkpoint.get("loops", {}).get("fit_loop")
+        if fit is None:
+            return
+        batches, epochs = fit["epoch_loop.batch_progress"], fit["epoch_progress"]
+        for count in (batches["total"], batches["current"]):
+            if count["ready"] > count["processed"]:
+                count["ready"] = count["started"] = count["processed"]
+                batches["is_last_batch"] = False
+        if batches["current"]["processed"] == 0:
+            # No batch of this epoch trained: the epoch is recorded as not begun either (Lightning
+            # would take its batch 0 for the end of the epoch before, and not train it).
+            for count in (epochs["total"], epochs["current"]):
+                count["ready"] = count["started"] = count["processed"]
+        if self._saving_mid_validation:
+            # Lightning would skip an interrupted validation, or go on from the batch in flight
+            # without the metrics of those before it. Recorded as stopped in its first batch, it
+            # runs again in full, and logs its rows once.
+            val = fit["epoch_loop.val_loop.batch_progress"]
+            val["current"] = dict.fromkeys(val["current"], 0)
+            val["total"] = {"ready": 1, "started": 1, "processed": 0, "completed": 0}
+            val["is_last_batch"] = False
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module, checkpoint: dict) -> None:
+        # Our methods log once per optimizer step, so the resumed run's first logging step is
+        # the checkpoint's global_step (validation rows of the step before it stay).
+        for logger in trainer.loggers:
+            if hasattr(logger, "drop_steps_from"):
+                logger.drop_steps_from(checkpoint["global_step"])
 
 
 def _collect(pl_module, loader) -> dict[str, torch.Tensor]:
@@ -230,7 +313,7 @@ class MediaLogger(pl.Callback):
         self.saved: list[Path] = []
 
     def _frames(self) -> torch.Tensor:
-        """One labeled frame from each of ``num_samples`` different validation videos."""
+        """One frame from each of ``num_samples`` different videos of ``loader_fn()``."""
         picked, seen = [], set()
         for batch in self.loader_fn():
             for frame, vid in zip(batch["frames"][:, 0], batch["video_idx"].tolist()):

@@ -124,7 +124,9 @@ def load_state_dict_strict(module: nn.Module, path: str | Path) -> None:
     A torchvision classification checkpoint's ``fc.*`` keys are dropped first (the classifier is not
     part of an encoder). Raises ``RuntimeError`` naming the file and the missing/unexpected keys.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from css_pose.checkpoint import read_torch_file
+
+    state = read_torch_file(path, "encoder weights")
     if not isinstance(state, dict):
         raise RuntimeError(f"{path}: expected a state dict (name -> tensor), got {type(state)}")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}

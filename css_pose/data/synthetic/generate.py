@@ -104,20 +104,24 @@ def _existing(directory: Path, spec: VideoSpec) -> dict | None:
     return None
 
 
-def _make_video(job: tuple[Path, VideoSpec, np.ndarray | None]) -> dict:
-    directory, spec, motion = job
-    video = render_video(
-        frames=spec.frames,
-        size=spec.size,
-        fps=spec.fps,
-        appearance_seed=spec.appearance_seed,
-        motion_seed=spec.motion_seed,
-        people=spec.people,
-        occluders=spec.occluders,
-        motion_blur=spec.motion_blur,
-        pan=spec.pan,
-        motion=motion,
-    )
+def _make_video(job: tuple[Path, VideoSpec, np.ndarray | None, str | None]) -> dict:
+    directory, spec, motion, motion_path = job
+    try:
+        video = render_video(
+            frames=spec.frames,
+            size=spec.size,
+            fps=spec.fps,
+            appearance_seed=spec.appearance_seed,
+            motion_seed=spec.motion_seed,
+            people=spec.people,
+            occluders=spec.occluders,
+            motion_blur=spec.motion_blur,
+            pan=spec.pan,
+            motion=motion,
+        )
+    except ValueError as err:  # say which video (and which motion file) could not be made
+        clip = f", motion file {motion_path}" if motion_path else ""
+        raise ValueError(f"{spec.name} (motion_seed={spec.motion_seed}{clip}): {err}") from err
     video.annotation["spec"] = np.array(spec.to_json())
     video.save(directory, spec.name)
     return _entry(spec, video.annotation["motion"])
@@ -197,7 +201,8 @@ def generate_dataset(
         raise RuntimeError(f"seed collision between videos for seed={seed}; use another seed")
 
     entries = {s.name: _existing(directory, s) for s in specs}
-    jobs = [(directory, s, motion_array) for s in specs if entries[s.name] is None]
+    motion_path = None if motion is None else str(motion)
+    jobs = [(directory, s, motion_array, motion_path) for s in specs if entries[s.name] is None]
     workers = max(1, min(workers or default_workers(), len(jobs)))
     bar = tqdm(
         total=videos, initial=videos - len(jobs), desc="synthetic videos", disable=not progress

@@ -32,6 +32,10 @@ from css_pose.skeleton import JOINT_NAMES, NUM_JOINTS
 BLUR_SAMPLES = 5  # sub-frame renders averaged per frame with motion blur
 SHUTTER = 0.6  # exposure as a fraction of the frame interval
 MAX_PEOPLE = 64
+# The camera may come no closer than NEAR_MM to any framed point; a draw that does is replaced by
+# the next draw of the same seeded generator, at most CAMERA_TRIES draws in all.
+NEAR_MM = 100.0
+CAMERA_TRIES = 16
 
 
 @dataclass
@@ -114,6 +118,9 @@ def render_video(
     draw_people: False renders the same scene without people or shadows (a background plate) and
         keeps the annotation of the video with people.
     Returns frames (T, size, size, 3) uint8 RGB and the annotation arrays (docs/data_format.md).
+    A camera draw that brings a framed point within ``NEAR_MM`` of the camera is replaced by the
+    next draw of the same seeded generator; ValueError (saying what was tried) after
+    ``CAMERA_TRIES`` such draws.
     """
     if motion is not None:
         motion = np.asarray(motion, dtype=np.float64)
@@ -163,10 +170,28 @@ def render_video(
     points = [body_points(j, s.scale) for j, s in zip(world, shapes)]
     framed = np.concatenate([p[labelled].reshape(-1, 3) for p in points])
     framed = np.concatenate([framed, framed * [1, 0, 1] + [0, floor, 0]])
-    camera = sample_camera(np.random.default_rng(motion_ss[0]), framed, times, size, fill, pan)
-    cams = [camera.to_camera(p) for p in points]
-    if min(c[..., 2].min() for c in cams) < 100:
-        raise ValueError("the people come within 10 cm of the camera; the motion spreads too far")
+    # The first draw is the one videos have always had; redraws only replace draws that fail.
+    camera_rng = np.random.default_rng(motion_ss[0])
+    nearest = []
+    for _ in range(CAMERA_TRIES):
+        camera = sample_camera(camera_rng, framed, times, size, fill, pan)
+        cams = [camera.to_camera(p) for p in points]
+        nearest.append(float(min(c[..., 2].min() for c in cams)))
+        if nearest[-1] >= NEAR_MM:  # False for NaN too
+            break
+    else:
+        clip = "the external motion (person 0)" if motion is not None else "the generated motions"
+        if people > 1:
+            clip += f" with {people} people"
+        span = " x ".join(f"{v:.0f}" for v in np.ptp(framed, axis=0))
+        raise ValueError(
+            f"no camera frames {clip}: every framed point (joints, body surface and the floor "
+            f"under them) must stay {NEAR_MM:.0f} mm in front of the camera, but all "
+            f"{CAMERA_TRIES} camera draws seeded by motion_seed={motion_seed} came closer "
+            f"(nearest point {min(nearest):.0f} to {max(nearest):.0f} mm); the framed points span "
+            f"{span} mm (x, y up, z) and the camera's distance scales with that span, so a clip "
+            "only a few cm across (metres instead of mm?) cannot be framed"
+        )
     views = [
         prepare_person(c, camera.intrinsics, s.scale, s.girth, look)
         for c, s, look in zip(cams, shapes, looks)
