@@ -111,7 +111,7 @@ def test_bad_data_root_is_one_line(tmp_path, setup, message):
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_root, tmp_path_factory) -> Path:
+def trained(tiny_root, tmp_path_factory) -> Path:  # noqa: F811 - the fixture above
     run = tmp_path_factory.mktemp("ckpt_run") / "run"
     main(tiny_overrides(tiny_root, run, **{"trainer.max_epochs": 1, "probe.enabled": False}))
     return run / "checkpoints" / "last.ckpt"
