@@ -145,7 +145,7 @@ def probe(run_dir: Path, argv: list[str]) -> dict:
 
 def encoders(out: Path, ckpts: dict[str, str], ceiling_dir: Path, probe_args: list[str]):
     """(row name, method module or None for pixels, feature) for every frozen row but the floor."""
-    from css_pose.checkpoint import load_method
+    from css_pose.checkpoint import load_method, load_strict, read_torch_file
     from css_pose.linear_probe import load_probe_config, random_init_config
     from css_pose.methods import build_method
 
@@ -159,8 +159,8 @@ def encoders(out: Path, ckpts: dict[str, str], ceiling_dir: Path, probe_args: li
     rows.append((PIXELS, None, "pixels"))
     result = json.loads((ceiling_dir / "result.json").read_text())
     ceiling = build_method(random_init_config(load_probe_config(ceiling_argv(probe_args, 1))))
-    state = torch.load(ceiling_dir / "probe.pt", map_location="cpu", weights_only=True)
-    ceiling.load_state_dict(state["encoder"])
+    state = read_torch_file(ceiling_dir / "probe.pt", "model")  # hash-checked
+    load_strict(ceiling, state["encoder"], ceiling_dir / "probe.pt")
     rows.append((CEILING, ceiling, result["config"]["feature"]))
     return rows
 
