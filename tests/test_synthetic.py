@@ -44,6 +44,23 @@ def _decode(path: Path) -> np.ndarray:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
 
+def _assert_same_video(a: Path, b: Path, entry: dict) -> None:
+    """The two sets' copies of ``entry`` are the same video: the same annotation (floats to 1e-3)
+    and decoded frames within 0.5 grey levels on average. Repeated runs on our machines give
+    identical bytes, but one CI run rendered a few pixels differently from the same seeds (the
+    mdat differed by 24 bytes), so equality of bytes is not what this asserts."""
+    ann_a, ann_b = _load(a, entry), _load(b, entry)
+    assert ann_a.keys() == ann_b.keys()
+    for key, value in ann_a.items():
+        if np.issubdtype(value.dtype, np.floating):
+            np.testing.assert_allclose(value, ann_b[key], rtol=0, atol=1e-3, err_msg=key)
+        else:
+            np.testing.assert_array_equal(value, ann_b[key], err_msg=key)
+    fa, fb = _decode(a / entry["video"]), _decode(b / entry["video"])
+    assert fa.shape == fb.shape
+    assert np.abs(fa.astype(np.int16) - fb).mean() < 0.5
+
+
 def _bone_lengths(kp3d: np.ndarray) -> np.ndarray:
     """(..., 17, 3) -> (..., 16) mm."""
     return np.stack(
@@ -184,14 +201,11 @@ def test_far_arm_hides_behind_the_trunk_when_seen_from_the_side():
     assert vis[:, JOINT_NAMES.index("head")].all()
 
 
-def test_same_seed_same_bytes_and_other_seed_differs(dataset, tmp_path):
+def test_same_seed_same_video_and_other_seed_differs(dataset, tmp_path):
     generate_dataset(tmp_path / "again", videos=4, frames=16, size=64, seed=7, workers=2,
                      progress=False)  # fmt: skip
     for entry in _manifest(dataset)["videos"]:
-        for key in ("video", "annotation"):
-            assert (dataset / entry[key]).read_bytes() == (
-                tmp_path / "again" / entry[key]
-            ).read_bytes()
+        _assert_same_video(dataset, tmp_path / "again", entry)
     generate_dataset(tmp_path / "other", videos=1, frames=16, size=64, seed=8, workers=1,
                      progress=False)  # fmt: skip
     other = _load(tmp_path / "other", _manifest(tmp_path / "other")["videos"][0])
@@ -336,7 +350,7 @@ def test_motion_near_the_floor_gets_another_camera_draw(tmp_path):
     for entry in _manifest(sets[0])["videos"]:
         ann = _load(sets[0], entry)
         assert ann["keypoints_3d"][..., 2].min() > 100  # in front of the camera
-        assert (sets[0] / entry["video"]).read_bytes() == (sets[1] / entry["video"]).read_bytes()
+        _assert_same_video(sets[0], sets[1], entry)
 
 
 def test_motion_no_camera_can_frame_says_what_was_tried(tmp_path):
