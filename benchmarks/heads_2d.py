@@ -29,8 +29,9 @@ from pathlib import Path
 import torch
 
 from css_pose.heads2d import load_head_config, predict, run_head, score_2d
-from css_pose.linear_probe import frame_datamodule, select_labeled
+from css_pose.linear_probe import frame_datamodule, frame_videos, select_labeled
 
+CEILING = "heatmap s4 + fusion, every label (ceiling)"
 VARIANTS = (
     ("heatmap s4 + fusion", ["head=heatmap", "stride=4", "fusion=true"]),
     ("heatmap s8 + fusion", ["head=heatmap", "stride=8", "fusion=true"]),
@@ -93,7 +94,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--label-fraction", type=float, default=0.1)
     parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimiser steps per head run instead of --epochs")  # fmt: skip
     parser.add_argument("--encoder", choices=("frozen", "finetune"), default="frozen")
+    parser.add_argument("--encoder-lr-scale", type=float, default=None,
+                        help="fine-tuned encoder's lr as a multiple of the head's (default 0.1)")  # fmt: skip
+    parser.add_argument("--ceiling", action="store_true",
+                        help="add a ceiling row: heatmap s4 trained on every label (seed 0)")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds")
     parser.add_argument("--out", default="runs/bench-heads2d")
     parser.add_argument("--table", default="docs/heads_2d_results.md")
@@ -105,29 +112,37 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, list[dict]] = {}
     models = {}
     reused = 0
-    for name, overrides in VARIANTS:
-        for seed in args.seeds:
-            tag = name.replace(" ", "_").replace(",", "").replace("+", "plus")
-            argv_v = [
-                f"ckpt={ckpt}",
-                *overrides,
-                f"seed={seed}",
-                f"label_fraction={args.label_fraction}",
-                f"epochs={args.epochs}",
-                f"encoder={args.encoder}",
-                f"run_dir={out / f'{tag}-seed{seed}'}",
-                "logger.wandb.enabled=false",
-            ]
-            cfg = load_head_config(argv_v)
-            done = finished_run(cfg)
-            if done is not None:
-                print(f"{name}, seed {seed}: reusing {cfg.run_dir}/result.json", file=sys.stderr)
-                reused += 1
-                result, model = done
-            else:
-                run = run_head(cfg, argv_v)
-                result, model = run.result, (run.model, run.codec)
-            results.setdefault(name, []).append(result)
+    schedule = [f"epochs={args.epochs}"] + ([f"steps={args.steps}"] if args.steps else [])
+    if args.encoder_lr_scale is not None:
+        schedule.append(f"encoder_lr_scale={args.encoder_lr_scale}")
+    jobs = [(name, overrides, seed, args.label_fraction) for name, overrides in VARIANTS
+            for seed in args.seeds]  # fmt: skip
+    if args.ceiling:
+        jobs.append((CEILING, VARIANTS[0][1], 0, 1.0))
+    for name, overrides, seed, fraction in jobs:
+        tag = name.replace(" ", "_").replace(",", "").replace("+", "plus")
+        tag = tag.replace("(", "").replace(")", "")
+        argv_v = [
+            f"ckpt={ckpt}",
+            *overrides,
+            f"seed={seed}",
+            f"label_fraction={fraction}",
+            *schedule,
+            f"encoder={args.encoder}",
+            f"run_dir={out / f'{tag}-seed{seed}'}",
+            "logger.wandb.enabled=false",
+        ]
+        cfg = load_head_config(argv_v)
+        done = finished_run(cfg)
+        if done is not None:
+            print(f"{name}, seed {seed}: reusing {cfg.run_dir}/result.json", file=sys.stderr)
+            reused += 1
+            result, model = done
+        else:
+            run = run_head(cfg, argv_v)
+            result, model = run.result, (run.model, run.codec)
+        results.setdefault(name, []).append(result)
+        if name != CEILING:
             models.setdefault(name, model)
 
     first = next(iter(results.values()))[0]
@@ -136,12 +151,17 @@ def main(argv: list[str] | None = None) -> None:
         zip(models, time_models(list(models.values()), test_frames, args.rounds), strict=True)
     )
     baseline = mean_pose_scores(first, args.seeds, args.label_fraction)
-    rows = _table(results, fps, baseline) + [""] + target_rows(results, baseline)
+    ceiling = results.pop(CEILING, None)
+    rows = _table(results, fps, baseline, ceiling) + [""] + target_rows(results, baseline)
+    unit = first["config"].get("label_unit", "frame")
+    videos = f" ({len(first['labeled_videos'])} videos)" if unit == "video" else ""
+    steps = f"{first['steps']} steps of {first['config']['batch_size']}"
     header = (
         f"Encoder: `{ckpt}` ({args.encoder}); labels: {first['n_labeled']} of "
-        f"{first['n_train_frames']} training frames (label fraction {args.label_fraction}); "
-        f"test: {first['n_test_frames']} frames of the {first['test_split']} split; seeds "
-        f"{args.seeds}; {args.epochs} epochs; flip test on; {time.time() - started:.0f} s"
+        f"{first['n_train_frames']} training frames{videos}, drawn by {unit} (label fraction "
+        f"{args.label_fraction}); test: {first['n_test_frames']} frames of the "
+        f"{first['test_split']} split; seeds {args.seeds}; {steps}; flip test on; "
+        f"{time.time() - started:.0f} s"
         f"{f' ({reused} finished runs reused from {out})' if reused else ''}.\n"
     )
     text = header + "\n" + "\n".join(rows) + "\n"
@@ -157,8 +177,11 @@ def main(argv: list[str] | None = None) -> None:
     # Per-seed metrics beside the table (the raw JSON with configs and losses stays in --out).
     per_seed = {n: [dict(seed=r["seed"], **r["metrics"]) for r in rs] for n, rs in results.items()}
     summary = {"fps": fps, "per_seed": per_seed, "mean_pose": [b["metrics"] for b in baseline]}
+    if ceiling:
+        summary["ceiling"] = [r["metrics"] for r in ceiling]
     Path(args.table).with_suffix(".json").write_text(json.dumps(summary, indent=1))
-    raw = {"args": vars(args), "fps": fps, "results": results, "mean_pose": baseline}
+    raw = {"args": vars(args), "fps": fps, "results": results, "mean_pose": baseline,
+           "ceiling": ceiling}  # fmt: skip
     (out / "heads_2d.json").write_text(json.dumps(raw, indent=2, default=str))
 
 
@@ -176,8 +199,12 @@ def _test_crops(result: dict) -> torch.Tensor:
 
 def mean_pose_scores(result: dict, seeds: list[int], fraction: float) -> list[dict]:
     """Scores of the no-image baseline: the mean keypoints (crop px) of each seed's labeled
-    frames, predicted for every test crop."""
+    frames (drawn as the head runs drew them: whole videos with ``label_unit=video``), predicted
+    for every test crop."""
     dm = _datamodule(result)
+    train_set = dm.probe_dataloader("train").dataset
+    by_video = result["config"].get("label_unit", "frame") == "video"
+    videos = frame_videos(train_set, range(len(train_set))) if by_video else None
 
     def grab(split):
         kp, vis = [], []
@@ -190,7 +217,7 @@ def mean_pose_scores(result: dict, seeds: list[int], fraction: float) -> list[di
     test_kp, test_vis = grab(result["test_split"])
     out = []
     for seed in seeds:
-        idx = select_labeled(len(train_kp), fraction, seed)
+        idx = select_labeled(len(train_kp), fraction, seed, videos)
         w = train_vis[idx].float()[..., None]
         mean = (train_kp[idx] * w).sum(0) / w.sum(0).clamp_min(1)
         metrics = score_2d(mean.expand_as(test_kp), test_kp, test_vis, (0.1, 0.2))
@@ -289,7 +316,10 @@ def seed_plot(
 
 
 def _table(
-    results: dict[str, list[dict]], fps: dict[str, float], baseline: list[dict]
+    results: dict[str, list[dict]],
+    fps: dict[str, float],
+    baseline: list[dict],
+    ceiling: list[dict] | None = None,
 ) -> list[str]:
     def cell(values: list[float], fmt: str) -> str:
         mean = statistics.fmean(values)
@@ -312,12 +342,14 @@ def _table(
             f"{cost['head_gflops']:.4f} | {cost['total_gflops']:.4f} | {cost['head_params']:,} | "
             f"{fps[name]:.0f} | {fps[name] / base_fps:.2f} |"
         )
-    m = [r["metrics"] for r in baseline]
-    rows.append(
-        f"| mean training pose (no image) | {cell([x['pck@0.1'] for x in m], '.3f')} | "
-        f"{cell([x['pck@0.2'] for x in m], '.3f')} | {cell([x['px_error'] for x in m], '.2f')} "
-        "| - | - | - | - | - |"
-    )
+    extra = [(CEILING + ", same schedule", ceiling)] if ceiling else []
+    for name, runs in [("mean training pose (no image, the floor)", baseline), *extra]:
+        m = [r["metrics"] for r in runs]
+        rows.append(
+            f"| {name} | {cell([x['pck@0.1'] for x in m], '.3f')} | "
+            f"{cell([x['pck@0.2'] for x in m], '.3f')} | {cell([x['px_error'] for x in m], '.2f')} "
+            "| - | - | - | - | - |"
+        )
     return rows
 
 
