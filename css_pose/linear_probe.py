@@ -41,7 +41,8 @@ Fit a pose head on an encoder pretrained by train.py and score it on the test vi
 Keys (configs/probe.yaml): probe=linear|mlp  hidden=256  target=3d|2d|body3d
   feature=z_v|z_i|backbone  encoder=frozen|finetune  encoder_lr_scale=0.1  label_fraction=1.0
   label_unit=video|frame
-  flip_train=true  pck_alpha=0.1  seed  epochs  lr  batch_size  mode=probe|supervised  run_dir
+  flip_train=true  pck_alpha=0.1  seed  epochs  steps  lr  lr_schedule=constant|onecycle
+  batch_size  mode=probe|supervised  run_dir
   data.*  (with ckpt=none: model=...  method=...)
 Examples:
   python linear_probe.py ckpt=runs/css-20260101-120000/checkpoints/last.ckpt label_fraction=0.05
@@ -56,6 +57,7 @@ CHOICES = {
     "feature": ("z_v", "z_i", "backbone"),
     "label_unit": ("video", "frame"),
     "encoder": ("frozen", "finetune"),
+    "lr_schedule": ("constant", "onecycle"),
 }
 
 
@@ -345,6 +347,75 @@ def _encoder_batches(method, loader, cfg: DictConfig, gen: torch.Generator, devi
         yield _features(method, b["frames"].to(device), cfg.feature), *targets_of(b, cfg.target)
 
 
+# Labeled crops up to this size are held in memory while the encoder trains (4 GiB: 25,200 crops at
+# 32 px take 77 MB as uint8); beyond it each epoch reads them through the DataLoader again.
+IN_MEMORY_BYTES = 4 * 2**30
+
+
+@dataclass
+class LabeledFrames:
+    """Every labeled crop of a run in memory, with the targets of the crop and of its mirror image.
+
+    frames (N, 3, S, S): uint8 when the crops are exact multiples of 1/255 (crop-store frames
+    are), else float32 in [0, 1]. kp / mirror_kp (N, J, k) and mask / mirror_mask (N, J) bool:
+    :func:`targets_of` of the crop and of the mirrored crop (:func:`mirror_frame_batch`).
+    """
+
+    frames: torch.Tensor
+    kp: torch.Tensor
+    mask: torch.Tensor
+    mirror_kp: torch.Tensor
+    mirror_mask: torch.Tensor
+
+    def images(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) float32 in [0, 1] of the listed crops."""
+        x = self.frames[idx]
+        return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+
+
+def labeled_in_memory(loader, target: str) -> LabeledFrames | None:
+    """:class:`LabeledFrames` of every frame of ``loader`` (in order), or None when the crops would
+    take more than ``IN_MEMORY_BYTES``. Reading crops once instead of every epoch takes the loader
+    out of the training step (docs/benchmarks.md, "The ceiling")."""
+    dataset = loader.dataset
+    if not len(dataset):
+        return None
+    size = int(dataset[0]["frames"].shape[-1])
+    if len(dataset) * 3 * size * size > IN_MEMORY_BYTES:
+        return None
+    parts: dict[str, list[torch.Tensor]] = {}
+    exact = True
+    for batch in loader:
+        x = batch["frames"][:, 0]
+        as_bytes = x.mul(255.0).round_()
+        exact = exact and torch.equal(as_bytes.div(255.0), x)
+        parts.setdefault("bytes", []).append(as_bytes.byte())
+        parts.setdefault("float", []).append(x)
+        mirrored = mirror_frame_batch(batch, torch.ones(len(x), dtype=torch.bool))
+        for prefix, b in (("", batch), ("mirror_", mirrored)):
+            kp, mask = targets_of(b, target)
+            parts.setdefault(prefix + "kp", []).append(kp.float())
+            parts.setdefault(prefix + "mask", []).append(mask)
+    out = {k: torch.cat(v) for k, v in parts.items() if k not in ("bytes", "float")}
+    frames = torch.cat(parts["bytes"] if exact else parts["float"])
+    return LabeledFrames(frames, **out)
+
+
+def _memory_batches(method, data: LabeledFrames, cfg: DictConfig, gen: torch.Generator, device):
+    """Shuffled training batches (features, labels, masks) from crops in memory; with
+    ``cfg.flip_train`` each crop is mirrored with its labels with probability 1/2 (the same
+    mirroring as :func:`_encoder_batches`)."""
+    for idx in torch.randperm(len(data.frames), generator=gen).split(cfg.batch_size):
+        x, kp, mask = data.images(idx), data.kp[idx], data.mask[idx]
+        if cfg.flip_train:
+            which = _coin(len(idx), gen)
+            x = _choose(which, x, x.flip(-1))
+            kp = _choose(which, kp, data.mirror_kp[idx])
+            mask = _choose(which, mask, data.mirror_mask[idx])
+        feats = method.features(x.to(device))[cfg.feature]
+        yield feats, kp, mask
+
+
 def _cached_batches(plain: tuple, mirrored: tuple | None, batch_size: int, gen: torch.Generator):
     """Shuffled training batches of precomputed (features, labels, masks); with ``mirrored`` (the
     same for the mirrored crops) each sample is taken mirrored with probability 1/2."""
@@ -503,6 +574,7 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
     ).to(device)
 
     train_encoder = supervised or cfg.encoder == "finetune"
+    in_memory = labeled_in_memory(in_order, cfg.target) if train_encoder else None
     mirrored = None
     if cfg.flip_train and not train_encoder:
         # Frozen encoder: the features of the mirrored crops are computed once too.
@@ -523,16 +595,27 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
     loggers = build_loggers(cfg, run_dir, hparams)
 
     gen = torch.Generator().manual_seed(cfg.seed)
-    shuffled = make_loader(labeled, train_loader, cfg.batch_size, True, cfg.seed)
+    shuffled = None
+    if train_encoder and in_memory is None:
+        shuffled = make_loader(labeled, train_loader, cfg.batch_size, True, cfg.seed)
     losses = []
-    epochs = epoch_budget(cfg, math.ceil(len(labeled) / cfg.batch_size))
+    per_epoch = math.ceil(len(labeled) / cfg.batch_size)
+    epochs = epoch_budget(cfg, per_epoch)
+    sched = None
+    if cfg.lr_schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=[g["lr"] for g in groups], total_steps=epochs * per_epoch, pct_start=0.1
+        )
     bar = tqdm(range(epochs), desc=f"probe {cfg.probe} on {cfg.feature}", file=sys.stderr)
     for epoch in bar:
         total, steps = 0.0, 0
         probe.train()
         if train_encoder:
             method.train(supervised)
-            batches = _encoder_batches(method, shuffled, cfg, gen, device)
+            if in_memory is not None:
+                batches = _memory_batches(method, in_memory, cfg, gen, device)
+            else:
+                batches = _encoder_batches(method, shuffled, cfg, gen, device)
         else:
             batches = _cached_batches((feats, kps, masks), mirrored, cfg.batch_size, gen)
         for f, kp, m in batches:
@@ -540,6 +623,8 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             total, steps = total + loss.item(), steps + 1
         losses.append(total / max(steps, 1))
         bar.set_postfix(loss=f"{losses[-1]:.4f}")

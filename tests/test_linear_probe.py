@@ -266,3 +266,62 @@ def test_no_test_split_falls_back_to_val(probe_root, css_ckpt, tmp_path, capsys)
     assert r["test_split"] == "val" and "val split instead" in capsys.readouterr().out
     assert r["config"]["data"]["root"] == str(root) and r["config"]["data"]["probe_stride"] == 4
     assert r["n_test_frames"] == 4 * 32 // 4
+
+
+@pytest.mark.parametrize("target", ["2d", "3d"])
+def test_labeled_in_memory_matches_the_loader(css_ckpt, tmp_path, target):
+    """The trained-encoder path holds the labeled crops in memory: the same pixels (uint8, exact)
+    and targets as the DataLoader gives, and for mirrored crops the targets
+    mirror_frame_batch gives."""
+    from css_pose.linear_probe import (
+        labeled_in_memory,
+        make_loader,
+        mirror_frame_batch,
+        prepare_labeled_run,
+        targets_of,
+    )
+
+    cfg_args = probe_args(css_ckpt, tmp_path, label_fraction=0.5, target=target)
+    run = prepare_labeled_run(load_probe_config(cfg_args), cfg_args)
+    loader = make_loader(run.labeled, run.train_loader, 8, False, 0)
+    data = labeled_in_memory(loader, target)
+    assert data is not None and data.frames.dtype == torch.uint8
+    batches = list(loader)
+    frames = torch.cat([b["frames"][:, 0] for b in batches])
+    assert torch.equal(data.images(torch.arange(len(frames))), frames)
+    ones = [torch.ones(len(b["frames"]), dtype=torch.bool) for b in batches]
+    for kp, mask, mirror in ((data.kp, data.mask, False), (data.mirror_kp, data.mirror_mask, True)):
+        parts = [targets_of(mirror_frame_batch(b, o) if mirror else b, target)
+                 for b, o in zip(batches, ones, strict=True)]  # fmt: skip
+        assert torch.equal(kp, torch.cat([p[0] for p in parts]).float())
+        assert torch.equal(mask, torch.cat([p[1] for p in parts]))
+    if target == "2d":  # the mirrored crop's keypoints really are x -> W - 1 - x of a joint
+        assert not torch.equal(data.kp, data.mirror_kp)
+
+
+def test_finetune_reads_the_loader_when_crops_do_not_fit(css_ckpt, tmp_path, monkeypatch):
+    import css_pose.linear_probe as lp
+
+    used = []
+    for name in ("_memory_batches", "_encoder_batches"):
+        real = getattr(lp, name)
+        monkeypatch.setattr(lp, name, lambda *a, _r=real, _n=name: used.append(_n) or _r(*a))
+    args = probe_args(css_ckpt, tmp_path / "mem", encoder="finetune", epochs=2, label_fraction=0.3)
+    in_memory = main(args)
+    assert used == ["_memory_batches"] * 2
+    used.clear()
+    monkeypatch.setattr(lp, "IN_MEMORY_BYTES", 0)
+    args = probe_args(css_ckpt, tmp_path / "dl", encoder="finetune", epochs=2, label_fraction=0.3)
+    streamed = main(args)
+    assert used == ["_encoder_batches"] * 2
+    assert in_memory["n_labeled"] == streamed["n_labeled"] > 0
+    for r in (in_memory, streamed):
+        assert len(r["train_loss"]) == 2 and all(loss > 0 for loss in r["train_loss"])
+
+
+def test_onecycle_schedule_runs_and_bad_schedule_is_refused(css_ckpt, tmp_path):
+    r = main(probe_args(css_ckpt, tmp_path, encoder="finetune", epochs=2, label_fraction=0.3,
+                        lr_schedule="onecycle", target="2d"))  # fmt: skip
+    assert r["config"]["lr_schedule"] == "onecycle" and len(r["train_loss"]) == 2
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        load_probe_config(["ckpt=none", "lr_schedule=cosine"])
