@@ -11,13 +11,16 @@ from css_pose.models.heads.cost import gflops, head_cost, num_params
 from css_pose.models.heads.flip import FLIPPABLE_KEYS, flip_average, unflip_outputs
 from css_pose.models.heads.heatmap import HeatmapHead, SpatialFusion
 from css_pose.models.heads.regression import RegressionHead
+from css_pose.models.heads.temporal import ParametricPooling, average_pooling
 
 __all__ = [
     "FLIPPABLE_KEYS",
     "CompositeHead",
     "HeatmapHead",
+    "ParametricPooling",
     "RegressionHead",
     "SpatialFusion",
+    "average_pooling",
     "flip_average",
     "gflops",
     "head_cost",
