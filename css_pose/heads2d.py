@@ -51,12 +51,15 @@ Fine-tune a 2D pose head on an encoder pretrained by train.py and score it on th
 Keys (configs/head.yaml): head=heatmap|composite|regression  stride=4|8  fusion=true|false
   sigma_px  radius  encoder=frozen|finetune  encoder_lr_scale  label_fraction=0.1  seed  epochs
   steps  lr  batch_size  flip_train  augment.rotate_deg|scale|translate  flip_test  run_dir
+  temporal.frames=0  temporal.step  temporal.pooling=parametric|average|none  temporal.warp
+  temporal.input_flow  temporal.flow_preset  temporal.neighbour_labels
   data.*  (with ckpt=none: model=...)
 
 Examples:
   python train_head.py ckpt=runs/css-.../checkpoints/last.ckpt                 heatmap, stride 4
   python train_head.py ckpt=... head=composite                                 stride 8 + offsets
   python train_head.py ckpt=... head=heatmap stride=8 fusion=false encoder=finetune
+  python train_head.py ckpt=... temporal.frames=1                  flow-aligned pooling of 3 frames
 """
 
 CHOICES = {
@@ -78,6 +81,9 @@ def load_head_config(argv: list[str]) -> DictConfig:
         raise ConfigError(f"label_fraction={cfg.label_fraction} must be in (0, 1]")
     if cfg.stride is not None and cfg.stride not in (1, 2, 4, 8, 16, 32):
         raise ConfigError(f"stride={cfg.stride} must be a power of two up to 32 (or null)")
+    from css_pose.temporal2d import check_temporal_config  # it imports this module
+
+    check_temporal_config(cfg)
     return cfg
 
 
@@ -211,13 +217,19 @@ def save_pose_model(
         "encoder": model.encoder.state_dict(),
         "head": model.head.state_dict(),
     }
+    if OmegaConf.select(cfg, "temporal.frames", default=0):
+        # A clip model (css_pose.temporal2d.TemporalPoseModel): its settings and pooling weights.
+        payload["temporal"] = OmegaConf.to_container(cfg.temporal, resolve=True)
+        payload["temporal_weights"] = model.temporal.state_dict()
     from css_pose.checkpoint import save_torch_file
 
     return save_torch_file(payload, path)
 
 
 def load_pose_model(path: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild (PoseModel in eval mode, codec, payload) from :func:`save_pose_model`'s file.
+    """Rebuild (PoseModel in eval mode, codec, payload) from :func:`save_pose_model`'s file; a
+    temporal run's file gives a :class:`~css_pose.temporal2d.TemporalPoseModel` (clip in,
+    :func:`~css_pose.temporal2d.predict_clip`).
 
     Raises:
         CheckpointError: unreadable file, another kind of checkpoint (e.g. a train.py
@@ -250,6 +262,11 @@ def load_pose_model(path: str | Path, device: str | torch.device = "cpu"):
     )
     head, codec = build_head(OmegaConf.create(payload["head_config"]), encoder)
     model = PoseModel(encoder, head)
+    if "temporal" in payload:
+        from css_pose.temporal2d import TemporalPoseModel
+
+        model = TemporalPoseModel.from_config(encoder, head, payload["temporal"])
+        load_strict(model.temporal, payload["temporal_weights"], path)
     load_strict(encoder, payload["encoder"], path)
     load_strict(head, payload["head"], path)
     return model.to(device).eval(), codec, payload
@@ -338,11 +355,16 @@ class HeadRun:
 
 def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
     """Build (or load) the encoder, train the head on the labeled fraction, score it on test.
+    With ``temporal.frames`` > 0 the clip model of :mod:`css_pose.temporal2d` does it instead.
 
     Raises:
         CheckpointError: the checkpoint file is unusable (names the file and the keys).
         ValueError: no labeled frame, or the stride does not fit the crop.
     """
+    if cfg.temporal.frames > 0:
+        from css_pose.temporal2d import run_temporal_head
+
+        return run_temporal_head(cfg, argv)
     run = prepare_labeled_run(cfg, argv)
     cfg, device, train_loader, test_loader = run.cfg, run.device, run.train_loader, run.test_loader
     head, codec = build_head(cfg, run.method.encoder)

@@ -53,6 +53,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from css_pose.checkpoint import CheckpointError
 from css_pose.config import configure_threads
 from css_pose.data.backends import (
     VideoReadError,
@@ -274,6 +275,12 @@ def run_predict(
         ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     )
     model, codec, payload = load_pose_model(model_path, dev)
+    if "temporal" in payload:
+        raise CheckpointError(
+            f"{model_path}: a temporal (clip) model, trained with temporal.frames="
+            f"{payload['temporal']['frames']}; css-pose predict runs single-frame models only so "
+            "far: train one with temporal.frames=0"
+        )
     lifter = None
     if lifter_path is not None:
         from css_pose.lifting import load_lifter

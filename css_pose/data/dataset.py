@@ -316,6 +316,16 @@ class VideoClipDataset(Dataset):
             + "\n  ".join(failures)
         )
 
+    def load_frames(self, track: int, frame_idx: np.ndarray) -> dict[str, torch.Tensor]:
+        """The sample of track ``track`` (an index into ``tracks``) at frames ``frame_idx`` (N,),
+        each in the track's [start, stop): one read (from the store when there is one) and the
+        keys of a sample (``frames`` (N, 3, S, S), labels per frame). With
+        ``crop_box="frame"`` each crop is the one frame mode gives for that frame; the
+        augmentation, if any, is drawn once for the N frames. No retry: a failed read raises
+        VideoReadError."""
+        rng = np.random.default_rng([self.seed, self.epoch, track, int(frame_idx[0])])
+        return self._load(self.tracks[track], np.asarray(frame_idx, np.int64), rng)
+
     def _read(self, entry: VideoEntry, frame_idx: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 frames, one sorted read of the unique indices."""
         try:

@@ -1,0 +1,632 @@
+"""Flow-aligned temporal 2D pose head: what ``python train_head.py temporal.frames=n`` runs.
+
+After Pfister et al., "Flowing ConvNets for Human Pose Estimation in Videos", ICCV 2015
+(shared/methods.md section 2). For every labeled (and every test) frame t, the person crops of
+frames t - n*step .. t + n*step of the same track (T = 2n + 1 crops, each the crop frame mode
+gives for its own frame) go through the per-frame heatmap network (encoder + heatmap head with
+spatial fusion) as one batch. The neighbours' heatmaps, every stage, are warped onto frame t by
+the DIS flow between the centre crop and theirs (:mod:`css_pose.flow`) and pooled
+(:class:`~css_pose.models.heads.ParametricPooling` or
+:func:`~css_pose.models.heads.average_pooling`). All crops are person-centred, so the flow between
+crops is the limb motion relative to the box: the coordinates the heatmaps live in.
+
+Crops and flows are read and computed once per run and kept in memory (:class:`Clips`). The rest
+of the protocol is :mod:`css_pose.heads2d`'s: labels, flip train and flip test, metrics, head.pt.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from tqdm import tqdm
+
+from css_pose.config import ConfigError
+from css_pose.flow import DIS_PRESETS, clip_flows, resize_flow, warp
+from css_pose.heads2d import (
+    HeadRun,
+    build_head,
+    format_result,
+    heatmap_sheet,
+    mirror_batch,
+    overlay_sheet,
+    save_pose_model,
+    score_2d,
+)
+from css_pose.linear_probe import epoch_budget, frame_videos, git_commit, prepare_labeled_run
+from css_pose.models.heads import ParametricPooling, average_pooling, unflip_outputs
+from css_pose.models.heads.cost import gflops, num_params
+from css_pose.runner import build_loggers
+from css_pose.viz import save_png
+
+TEMPORAL_CHOICES = {
+    "pooling": ("parametric", "average", "none"),
+    "flow_preset": tuple(DIS_PRESETS),
+}
+TEMPORAL_FLAGS = ("warp", "input_flow", "neighbour_labels")
+# Flow channels at the input are px / FLOW_INPUT_PX: a few px of limb motion gives O(1) inputs,
+# like the normalised image channels.
+FLOW_INPUT_PX = 4.0
+
+
+# --- config ---------------------------------------------------------------------------------------
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_temporal_config(cfg: DictConfig) -> None:
+    """Raise a one-line ConfigError naming the key on a bad ``temporal.*`` value, or on a
+    combination the temporal head does not run (another head, input_flow with pooling,
+    geometric augmentation)."""
+    t = cfg.temporal
+    if not _is_int(t.frames) or t.frames < 0:
+        raise ConfigError(
+            f"temporal.frames={t.frames} must be an integer >= 0 (neighbours each side; "
+            "0 = single frame)"
+        )
+    if not _is_int(t.step) or t.step < 1:
+        raise ConfigError(f"temporal.step={t.step} must be an integer >= 1 (frames)")
+    for key, allowed in TEMPORAL_CHOICES.items():
+        if t[key] not in allowed:
+            raise ConfigError(f"temporal.{key}={t[key]} is not one of {'|'.join(allowed)}")
+    for key in TEMPORAL_FLAGS:
+        if not isinstance(t[key], bool):
+            raise ConfigError(f"temporal.{key}={t[key]} is not one of true|false")
+    if t.frames == 0:
+        return
+    if cfg.head != "heatmap":
+        raise ConfigError(f"temporal.frames={t.frames} needs head=heatmap, got head={cfg.head}")
+    if t.input_flow and (t.frames != 1 or t.pooling != "none"):
+        raise ConfigError(
+            "temporal.input_flow=true stacks the flows to t - step and t + step on the centre "
+            "crop and pools nothing: set temporal.frames=1 temporal.pooling=none"
+        )
+    if any(v > 0 for v in cfg.augment.values()):
+        raise ConfigError(
+            "augment.* must be 0 with temporal.frames > 0 (the random affine does not move the "
+            "neighbours' crops and flows yet)"
+        )
+
+
+# --- data -----------------------------------------------------------------------------------------
+def clip_frame_indices(t: int, start: int, stop: int, frames: int, step: int) -> np.ndarray:
+    """(2n + 1,) int64 video frames ``t + k * step``, k = -n .. n, clamped to the track's span
+    [start, stop): near the first or last frame of a video (of a person's track) the edge frame
+    repeats, so the clip keeps its length and its centre."""
+    return np.clip(t + step * np.arange(-frames, frames + 1), start, stop - 1).astype(np.int64)
+
+
+def _clip_flows(crops: np.ndarray, frame_idx: np.ndarray, centre: int, preset: str) -> np.ndarray:
+    """(T, S, S, 2) float32 px: the flow aligning each crop onto ``crops[centre]``, once per
+    distinct frame (a repeated edge frame is not recomputed; the centre's own frame gets exact
+    zeros). crops (T, S, S, 3) uint8, frame_idx (T,) video frames."""
+    _, first, inverse = np.unique(frame_idx, return_index=True, return_inverse=True)
+    c = int(inverse[centre])
+    flows = clip_flows(crops[first], range(-c, len(first) - c), preset, centre=c)
+    return np.stack([flows[int(i) - c] for i in inverse])
+
+
+@dataclass
+class Clips:
+    """Clips of T = 2n + 1 person crops around N frames, and their flows, in memory.
+
+    Memory: N x T x S^2 x (3 + 4) bytes (uint8 crops, float16 flows); e.g. 2,520 labeled 32 px
+    frames with n = 1 take 22 MiB of crops + 30 MiB of flows = 52 MiB (n = 2: 86 MiB).
+    """
+
+    frames: torch.Tensor  # (N, T, 3, S, S) uint8
+    flows: torch.Tensor  # (N, T, 2, S, S) float16 px; [:, k] warps crop k onto the centre crop
+    keypoints: torch.Tensor  # (N, T, J, 2) float32 crop px
+    visibility: torch.Tensor  # (N, T, J) float32
+    frame_idx: torch.Tensor  # (N, T) int64 video frames
+    flow_seconds: float  # time spent computing the flows
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def images(self, idx) -> torch.Tensor:
+        """(B, T, 3, S, S) float32 in [0, 1] of the listed clips."""
+        return self.frames[idx].float().div_(255.0)
+
+
+def load_clips(dataset, rows, frames: int, step: int, preset: str, desc: str = "clips") -> Clips:
+    """The clips around rows ``rows`` of a frame-mode dataset (its (track, frame) index), crops
+    read through the dataset (its crop store when enabled, else decoded) and DIS flows between
+    crops computed once, with a progress bar.
+
+    Raises:
+        ValueError: the dataset crops frames around union boxes (``crop_box="sample"``).
+    """
+    if dataset.crop_box != "frame":
+        raise ValueError(
+            f"temporal heads need per-frame crops: data.crop_box=frame, got {dataset.crop_box}"
+        )
+    parts: dict[str, list] = {k: [] for k in ("frames", "flows", "kp", "vis", "idx")}
+    seconds = 0.0
+    for row in tqdm(list(rows), desc=desc, unit="clip", file=sys.stderr):
+        k, t = (int(v) for v in dataset.frames[int(row)])
+        track = dataset.tracks[k]
+        idx = clip_frame_indices(t, track.start, track.stop, frames, step)
+        sample = dataset.load_frames(k, idx)
+        crops = sample["frames"].mul(255.0).round_().byte()  # exact: the crops are uint8 / 255
+        start = time.perf_counter()
+        flows = _clip_flows(crops.permute(0, 2, 3, 1).numpy(), idx, frames, preset)
+        seconds += time.perf_counter() - start
+        parts["frames"].append(crops)
+        parts["flows"].append(torch.from_numpy(flows).permute(0, 3, 1, 2).half())
+        parts["kp"].append(sample["keypoints_2d"])
+        parts["vis"].append(sample["visibility"])
+        parts["idx"].append(torch.from_numpy(idx))
+    stacked = {k: torch.stack(v) for k, v in parts.items()}
+    return Clips(
+        stacked["frames"], stacked["flows"], stacked["kp"], stacked["vis"], stacked["idx"], seconds
+    )
+
+
+def mirror_flows(flows: torch.Tensor) -> torch.Tensor:
+    """The flows (..., 2, H, W) (dx, dy) px of the same clip with every crop mirrored.
+
+    Mirroring sends x to W - 1 - x. If a(x, y) ~ b(x + dx(x, y), y + dy(x, y)), then the mirrored
+    a'(x, y) = a(W - 1 - x, y) ~ b'(x - dx(W - 1 - x, y), y + dy(W - 1 - x, y)): the field flips
+    left-right and dx changes sign.
+    """
+    return flows.flip(-1) * flows.new_tensor([-1.0, 1.0]).view(2, 1, 1)
+
+
+def mirror_clips(
+    clip: torch.Tensor,
+    flows: torch.Tensor,
+    keypoints: torch.Tensor,
+    visibility: torch.Tensor,
+    which: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mirror the clips where ``which`` (B,) is True: all T crops (B, T, 3, S, S), keypoints
+    (B, T, J, 2) px and visibility (B, T, J) as :func:`~css_pose.heads2d.mirror_batch` (left and
+    right joints swap), flows (B, T, 2, S, S) as :func:`mirror_flows`."""
+    t = clip.shape[1]
+    f, k, v = mirror_batch(
+        rearrange(clip, "b t c h w -> (b t) c h w"),
+        rearrange(keypoints, "b t j d -> (b t) j d"),
+        rearrange(visibility, "b t j -> (b t) j"),
+        which.repeat_interleave(t),
+    )
+    flows = torch.where(which.view(-1, 1, 1, 1, 1), mirror_flows(flows), flows)
+    return (
+        rearrange(f, "(b t) c h w -> b t c h w", t=t),
+        flows,
+        rearrange(k, "(b t) j d -> b t j d", t=t),
+        rearrange(v, "(b t) j -> b t j", t=t),
+    )
+
+
+# --- model ----------------------------------------------------------------------------------------
+def _first_conv(encoder: nn.Module) -> nn.Conv2d:
+    return next(m for m in encoder.modules() if isinstance(m, nn.Conv2d))
+
+
+class TemporalPoseModel(nn.Module):
+    """Per-frame heatmap network on a clip, neighbours' heatmaps warped onto the centre and pooled.
+
+    Args:
+        encoder: :class:`~css_pose.models.encoders.Encoder`.
+        head: :class:`~css_pose.models.heads.HeatmapHead` on it (one or two stages).
+        frames: n neighbours each side; T = 2n + 1, the centre frame at index n.
+        pooling: "parametric" (one :class:`ParametricPooling` per stage, starting at the centre),
+            "average" (over the valid warped samples) or "none" (the centre's own heatmaps).
+        warp: align the neighbours by flow before pooling; False pools them unaligned.
+        input_flow: instead, run the network on the centre crop only with the flows to t - 1
+            and t + 1 (clip indices n - 1, n + 1) as 4 more input channels: ``flow_conv``, a
+            conv like the encoder's first, zero-initialised, whose output is added to that
+            conv's (the same as 4 more input channels of it), so the encoder is unchanged at init.
+
+    ``forward(clip (B, T, 3, S, S) in [0, 1], flows (B, T, 2, S, S) px)`` returns ``heatmaps``
+    (B, J, h, w), the pooled last stage; ``stages``, every pooled stage; ``frame_stages``, every
+    stage's per-frame heatmaps (B, T', J, h, w), T' = T (1 with input_flow).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        head: nn.Module,
+        frames: int,
+        pooling: str = "parametric",
+        warp: bool = True,
+        input_flow: bool = False,
+    ):
+        super().__init__()
+        if frames < 1:
+            raise ValueError(f"frames must be >= 1 neighbour each side, got {frames}")
+        if input_flow and (frames != 1 or pooling != "none"):
+            raise ValueError("input_flow needs frames=1 and pooling='none'")
+        self.encoder, self.head = encoder, head
+        self.num_frames, self.centre = 2 * frames + 1, frames
+        self.pooling, self.warp, self.input_flow = pooling, warp, input_flow
+        num_stages = 1 if head.fusion is None else 2
+        # Everything the per-frame network does not have, saved beside it in head.pt.
+        self.temporal = nn.ModuleDict()
+        if pooling == "parametric":
+            self.temporal["pool"] = nn.ModuleList(
+                ParametricPooling(self.num_frames, head.num_joints) for _ in range(num_stages)
+            )
+        if input_flow:
+            conv = _first_conv(encoder)
+            flow_conv = nn.Conv2d(
+                4, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=False
+            )
+            nn.init.zeros_(flow_conv.weight)
+            self.temporal["flow_conv"] = flow_conv
+
+    @classmethod
+    def from_config(cls, encoder, head, temporal) -> TemporalPoseModel:
+        """From the ``temporal`` config section (a DictConfig or dict)."""
+        return cls(
+            encoder,
+            head,
+            temporal["frames"],
+            temporal["pooling"],
+            temporal["warp"],
+            temporal["input_flow"],
+        )
+
+    def encoder_input(self, clip: torch.Tensor, flows: torch.Tensor) -> torch.Tensor:
+        """(B * T, 3, S, S) crops; with input_flow (B, 7, S, S): the centre crop, then the flows
+        to t - 1 and t + 1 in units of FLOW_INPUT_PX."""
+        if not self.input_flow:
+            return rearrange(clip, "b t c h w -> (b t) c h w")
+        c = self.centre
+        flow = rearrange(flows[:, [c - 1, c + 1]], "b k d h w -> b (k d) h w").to(clip.dtype)
+        return torch.cat((clip[:, c], flow / FLOW_INPUT_PX), dim=1)
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Encoder stage maps of :meth:`encoder_input`'s output."""
+        if not self.input_flow:
+            return self.encoder.forward_stages(x)
+        flow_conv = self.temporal["flow_conv"]
+        hook = _first_conv(self.encoder).register_forward_hook(
+            lambda _module, _inputs, out: out + flow_conv(x[:, 3:])
+        )
+        try:
+            return self.encoder.forward_stages(x[:, :3])
+        finally:
+            hook.remove()
+
+    def decode_stages(self, stages: list, flows: torch.Tensor) -> dict[str, torch.Tensor | list]:
+        """Stage maps of B * T' crops (``None`` for maps the head does not read) -> outputs."""
+        per_frame = [
+            rearrange(m, "(b t) j h w -> b t j h w", b=flows.shape[0])
+            for m in self.head(stages)["stages"]
+        ]
+        pooled = [self._pool(i, maps, flows) for i, maps in enumerate(per_frame)]
+        return {"heatmaps": pooled[-1], "stages": pooled, "frame_stages": per_frame}
+
+    def forward(self, clip: torch.Tensor, flows: torch.Tensor) -> dict[str, torch.Tensor | list]:
+        return self.decode_stages(self.encode(self.encoder_input(clip, flows)), flows)
+
+    def align(self, maps: torch.Tensor, flows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-frame heatmaps (B, T, J, h, w) and flows (B, T, 2, S, S) px -> aligned heatmaps
+        (B, T, J, h, w) and valid (B, T, 1, h, w) bool. The centre is not warped (warping by a
+        zero flow still rounds); a neighbour's sample outside its map is 0 and invalid."""
+        b, t = maps.shape[:2]
+        others = [k for k in range(t) if k != self.centre]
+        side = rearrange(maps[:, others], "b t j h w -> (b t) j h w")
+        if self.warp:
+            flow = rearrange(flows[:, others], "b t d h w -> (b t) d h w").float()
+            side, ok = warp(side, resize_flow(flow, side.shape[-2:]))
+        else:
+            ok = torch.ones_like(side[:, :1], dtype=torch.bool)
+        side = rearrange(side, "(b t) j h w -> b t j h w", b=b)
+        ok = rearrange(ok, "(b t) one h w -> b t one h w", b=b)
+        c = self.centre
+        aligned = torch.cat((side[:, :c], maps[:, c : c + 1], side[:, c:]), dim=1)
+        centre_ok = torch.ones_like(ok[:, :1])
+        return aligned, torch.cat((ok[:, :c], centre_ok, ok[:, c:]), dim=1)
+
+    def _pool(self, stage: int, maps: torch.Tensor, flows: torch.Tensor) -> torch.Tensor:
+        if maps.shape[1] == 1:  # input_flow: only the centre went through the network
+            return maps[:, 0]
+        if self.pooling == "none":
+            return maps[:, self.centre]
+        aligned, valid = self.align(maps, flows)
+        if self.pooling == "average":
+            return average_pooling(aligned, valid)
+        return self.temporal["pool"][stage](aligned)
+
+
+def temporal_loss(
+    codec,
+    outputs: dict,
+    keypoints: torch.Tensor,
+    visibility: torch.Tensor,
+    centre: int,
+    neighbour_labels: bool,
+) -> dict[str, torch.Tensor]:
+    """Codec loss (every stage) of the pooled heatmaps against frame t's labels, plus of the
+    per-frame heatmaps against their own frames' labels: the centre's, and with
+    ``neighbour_labels`` every frame's (invisible joints weigh 0).
+
+    Args:
+        keypoints: (B, T, J, 2) crop px; visibility: (B, T, J); centre: n.
+    Returns:
+        ``pooled_heatmap_stage{k}`` and ``frame_heatmap_stage{k}`` scalars; the loss is their sum.
+    """
+    target = codec.encode(keypoints[:, centre], visibility[:, centre])
+    terms = {f"pooled_{k}": v for k, v in codec.loss(outputs, target).items()}
+    frame_stages = outputs["frame_stages"]
+    count = frame_stages[0].shape[1]
+    labelled = list(range(count)) if neighbour_labels and count > 1 else [centre]
+    maps = [0] if count == 1 else labelled
+    stages = [rearrange(s[:, maps], "b t j h w -> (b t) j h w") for s in frame_stages]
+    target = codec.encode(
+        rearrange(keypoints[:, labelled], "b t j d -> (b t) j d"),
+        rearrange(visibility[:, labelled], "b t j -> (b t) j"),
+    )
+    terms.update({f"frame_{k}": v for k, v in codec.loss({"stages": stages}, target).items()})
+    return terms
+
+
+@torch.no_grad()
+def predict_clip(
+    model: TemporalPoseModel, codec, clip: torch.Tensor, flows: torch.Tensor, flip_test: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clips (B, T, 3, S, S) in [0, 1] and flows (B, T, 2, S, S) px -> keypoints (B, J, 2) crop px
+    of the centre frame and scores (B, J); eval mode. The flip test averages the pooled heatmaps
+    with those of the mirrored clip (crops and flows mirrored), mapped back."""
+    model.eval()
+    heatmaps = model(clip, flows)["heatmaps"]
+    if flip_test:
+        mirrored = model(clip.flip(-1), mirror_flows(flows))
+        heatmaps = (heatmaps + unflip_outputs(mirrored)["heatmaps"]) / 2
+    return codec.decode({"heatmaps": heatmaps})
+
+
+def temporal_cost(model: TemporalPoseModel, size: int) -> dict[str, float]:
+    """GFLOPs and parameters of one prediction (all T crops; flow not included), with the keys
+    of :func:`~css_pose.models.heads.head_cost`; eval mode, modes restored afterwards."""
+    device = next(model.parameters()).device
+    clip = torch.zeros(1, model.num_frames, 3, size, size, device=device)
+    flows = torch.zeros(1, model.num_frames, 2, size, size, device=device)
+    training = model.training
+    model.eval()
+    try:
+        total = gflops(model, clip, flows)
+        encoder = gflops(lambda: model.encode(model.encoder_input(clip, flows)))
+    finally:
+        model.train(training)
+    head_params = num_params(model.head) + num_params(model.temporal)
+    encoder_params = num_params(model.encoder)
+    return {
+        "head_gflops": total - encoder,
+        "encoder_gflops": encoder,
+        "total_gflops": total,
+        "head_params": head_params,
+        "encoder_params": encoder_params,
+        "total_params": head_params + encoder_params,
+    }
+
+
+# --- training -------------------------------------------------------------------------------------
+@torch.no_grad()
+def cached_stages(
+    model: TemporalPoseModel, clips: Clips, mirrored: bool, batch_size: int, device
+) -> list[torch.Tensor | None]:
+    """Frozen encoder (eval mode): stage maps of every crop of ``clips`` (each clip mirrored with
+    ``mirrored``), (N * T, C, h, w) on the CPU, only those the head reads (the last, and the
+    mid-level one with fusion; None for the others). Memory: N x T x (sum of their C x h x w) x 4
+    bytes per orientation, e.g. 2,520 x 3 crops of 32 px through the ConvNet: 89 MiB."""
+    model.encoder.eval()
+    head = model.head
+    keep = {len(model.encoder.stage_channels) - 1}
+    if head.fusion is not None:
+        keep.add(head.mid_level_index)
+    chunks = []
+    for idx in torch.arange(len(clips)).split(batch_size):
+        clip, flows = clips.images(idx), clips.flows[idx]
+        if mirrored:
+            clip, flows = clip.flip(-1), mirror_flows(flows)
+        stages = model.encode(model.encoder_input(clip.to(device), flows.to(device)))
+        chunks.append([s.cpu() if i in keep else None for i, s in enumerate(stages)])
+    return [torch.cat([c[i] for c in chunks]) if i in keep else None for i in range(len(chunks[0]))]
+
+
+def _pick(cache: list, idx: torch.Tensor, which: torch.Tensor, frames: int, device) -> list:
+    """Cached stage maps of clips ``idx`` (B,), mirrored where ``which`` (B,), on ``device``."""
+    rows = (idx[:, None] * frames + torch.arange(frames)).flatten()
+    sel = which.repeat_interleave(frames).view(-1, 1, 1, 1)
+    return [
+        None if p is None else torch.where(sel, m[rows], p[rows]).to(device)
+        for p, m in zip(*cache, strict=True)
+    ]
+
+
+def train_temporal(
+    model: TemporalPoseModel, codec, clips: Clips, cfg: DictConfig, device, loggers
+) -> tuple[list[float], int, int]:
+    """Train the head and the pooling (and the encoder with ``encoder=finetune``, the flow conv
+    with ``input_flow``) on the labeled clips; half of the clips mirrored with ``flip_train``.
+
+    Returns:
+        (mean loss per epoch, epochs, optimiser steps per epoch).
+    """
+    finetune = cfg.encoder == "finetune"
+    model.encoder.requires_grad_(finetune)
+    cache = None
+    if not finetune and not model.input_flow:
+        # Frozen: every crop's stage maps (and its mirror's) are computed once.
+        plain = cached_stages(model, clips, False, cfg.batch_size, device)
+        mirrored = (
+            cached_stages(model, clips, True, cfg.batch_size, device) if cfg.flip_train else plain
+        )
+        cache = [plain, mirrored]
+    groups = [{"params": [*model.head.parameters(), *model.temporal.parameters()], "lr": cfg.lr}]
+    if finetune:
+        groups.append({"params": model.encoder.parameters(), "lr": cfg.lr * cfg.encoder_lr_scale})
+    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    per_epoch = -(-len(clips) // cfg.batch_size)
+    epochs = epoch_budget(cfg, per_epoch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=[g["lr"] for g in groups], total_steps=max(epochs * per_epoch, 1), pct_start=0.1
+    )
+    gen = torch.Generator().manual_seed(cfg.seed)
+    losses: list[float] = []
+    bar = tqdm(range(epochs), desc=f"temporal head n={model.centre}", file=sys.stderr)
+    for epoch in bar:
+        model.train()
+        model.encoder.eval()  # BatchNorm statistics stay as pretrained
+        total = 0.0
+        for idx in torch.randperm(len(clips), generator=gen).split(cfg.batch_size):
+            which = (torch.rand(len(idx), generator=gen) < 0.5) & cfg.flip_train
+            clip, flows, kp, vis = mirror_clips(
+                clips.images(idx),
+                clips.flows[idx],
+                clips.keypoints[idx],
+                clips.visibility[idx],
+                which,
+            )
+            flows = flows.to(device)
+            if cache is None:
+                outputs = model(clip.to(device), flows)
+            else:
+                outputs = model.decode_stages(
+                    _pick(cache, idx, which, model.num_frames, device), flows
+                )
+            terms = temporal_loss(
+                codec,
+                outputs,
+                kp.to(device),
+                vis.to(device),
+                model.centre,
+                cfg.temporal.neighbour_labels,
+            )
+            loss = sum(terms.values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item()
+        losses.append(total / per_epoch)
+        bar.set_postfix(loss=f"{losses[-1]:.4g}")
+        for logger in loggers:
+            logger.log_metrics({"train/loss": losses[-1], "epoch": epoch}, step=epoch)
+    return losses, epochs, per_epoch
+
+
+# --- evaluation and the run -----------------------------------------------------------------------
+@torch.no_grad()
+def predict_clips(
+    model: TemporalPoseModel, codec, clips: Clips, flip_test: bool, batch_size: int, device
+) -> torch.Tensor:
+    """(N, J, 2) crop px keypoints of the centre frame of every clip, on the CPU."""
+    preds = []
+    for idx in torch.arange(len(clips)).split(batch_size):
+        clip, flows = clips.images(idx).to(device), clips.flows[idx].to(device)
+        preds.append(predict_clip(model, codec, clip, flows, flip_test)[0].cpu())
+    return torch.cat(preds)
+
+
+def _save_images(model, clips: Clips, pred, gt, visible, cfg, run_dir: Path, device) -> dict:
+    """The overlay and heatmap sheets of evenly spread test clips' centre crops; {key: path}."""
+    n = len(clips)
+    if not n or cfg.num_images < 1:
+        return {}
+    idx = torch.from_numpy(np.linspace(0, n - 1, min(cfg.num_images, n)).round().astype(int))
+    idx = idx.unique()
+    centre = clips.images(idx)[:, model.centre]
+    sheet = overlay_sheet(list(centre), pred[idx], gt[idx], visible[idx])
+    model.eval()
+    with torch.no_grad():
+        heat = model(clips.images(idx).to(device), clips.flows[idx].to(device))["heatmaps"]
+    return {
+        "test_predictions": save_png(run_dir / "images" / "test_predictions.png", sheet),
+        "test_heatmaps": save_png(
+            run_dir / "images" / "test_heatmaps.png",
+            heatmap_sheet(centre, heat.cpu(), ncols=cfg.num_images // 2 or 1),
+        ),
+    }
+
+
+def _finish_loggers(loggers, split: str, metrics: dict, images: dict, step: int) -> None:
+    for logger in loggers:
+        logger.log_metrics({f"{split}/{k}": v for k, v in metrics.items()}, step=step)
+        if hasattr(logger, "log_image"):
+            for key, path in images.items():
+                logger.log_image(key=f"media/{key}", images=[str(path)], step=step)
+        logger.save()
+        if type(logger).__name__ == "WandbLogger":
+            logger.experiment.finish()
+
+
+def run_temporal_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
+    """:func:`css_pose.heads2d.run_head` with ``temporal.frames`` > 0: read the labeled and test
+    clips and their flows once, train, score the centre frames on the test split, write
+    result.json (``flow_seconds``: the flow precompute of each part), images and head.pt.
+
+    Raises:
+        CheckpointError: the checkpoint file is unusable. ValueError: no per-frame crops.
+    """
+    run = prepare_labeled_run(cfg, argv)
+    cfg, device, t = run.cfg, run.device, run.cfg.temporal
+    head, codec = build_head(cfg, run.method.encoder)
+    model = TemporalPoseModel.from_config(run.method.encoder, head, t).to(device)
+    read = dict(frames=t.frames, step=t.step, preset=t.flow_preset)
+    train = load_clips(run.train_loader.dataset, run.chosen.tolist(), desc="labeled clips", **read)
+    test_set = run.test_loader.dataset
+    test = load_clips(test_set, range(len(test_set)), desc="test clips", **read)
+
+    run_dir = Path(cfg.run_dir or Path("runs") / f"head-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    hparams = OmegaConf.to_container(cfg, resolve=True)
+    loggers = build_loggers(cfg, run_dir, hparams)
+    losses, epochs, per_epoch = train_temporal(model, codec, train, cfg, device, loggers)
+
+    pred = predict_clips(model, codec, test, cfg.flip_test, cfg.batch_size, device)
+    gt, visible = test.keypoints[:, model.centre], test.visibility[:, model.centre] > 0
+    metrics = score_2d(pred, gt, visible, cfg.pck_alphas)
+    images = _save_images(model, test, pred, gt, visible, cfg, run_dir, device)
+    result = {
+        "checkpoint": run.source,
+        "config": hparams,
+        "seed": cfg.seed,
+        "n_train_frames": len(run.train_loader.dataset),
+        "n_labeled": len(run.labeled),
+        "labeled_videos": sorted(set(frame_videos(run.train_loader.dataset, run.chosen.tolist()))),
+        "test_split": run.test_split,
+        "n_test_frames": len(pred),
+        "stride": codec.stride,
+        "epochs": epochs,
+        "steps": epochs * per_epoch,
+        "train_loss": losses,
+        "metrics": metrics,
+        "cost": temporal_cost(model, model.encoder.in_size),
+        "flow_seconds": {"labeled": train.flow_seconds, "test": test.flow_seconds},
+        "git_commit": git_commit(),
+    }
+    (run_dir / "result.json").write_text(json.dumps(result, indent=2))
+    box_pad = float(getattr(run.train_loader.dataset, "box_pad", 1.25))
+    save_pose_model(run_dir / "head.pt", model, cfg, box_pad, metrics, run.source)
+    _finish_loggers(loggers, run.test_split, metrics, images, epochs)
+    result["run_dir"] = str(run_dir)
+    print(format_temporal_result(result))
+    return HeadRun(result, model, codec)
+
+
+def format_temporal_result(r: dict) -> str:
+    """:func:`~css_pose.heads2d.format_result` with a line on the clips and the flow time."""
+    t, flow = r["config"]["temporal"], r["flow_seconds"]
+    per_clip = f" per clip of {2 * t['frames'] + 1} crops (flow not counted)"
+    lines = format_result(r).replace(" per crop", per_clip).split("\n")
+    kind = "flow at the input" if t["input_flow"] else f"{t['pooling']} pooling"
+    lines.insert(
+        -2,
+        f"  temporal   : n={t['frames']} step {t['step']}, {kind}, warp {t['warp']}; DIS "
+        f"{t['flow_preset']} flow precompute {flow['labeled']:.2f} s labeled + "
+        f"{flow['test']:.2f} s test",
+    )
+    return "\n".join(lines)
