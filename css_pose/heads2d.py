@@ -41,7 +41,7 @@ from css_pose.metrics import pck_tight
 from css_pose.models.heads import CompositeHead, HeatmapHead, RegressionHead, flip_average
 from css_pose.models.heads.cost import head_cost
 from css_pose.runner import build_loggers
-from css_pose.skeleton import JOINT_NAMES, flip_permutation
+from css_pose.skeleton import JOINT_GROUPS, JOINT_NAMES, flip_permutation
 from css_pose.viz import contact_sheet, draw_skeleton, save_png
 
 HELP = """usage: python train_head.py ckpt=PATH|none [key=value ...]
@@ -286,9 +286,17 @@ def score_2d(
     pred: torch.Tensor, gt: torch.Tensor, visible: torch.Tensor, alphas
 ) -> dict[str, float]:
     """PCK@a for each a (:func:`~css_pose.metrics.pck_tight`: tight box of the visible GT joints,
-    pooled over visible joints) and mean px error, (N, J, 2) crop px."""
+    pooled over visible joints) and mean px error, (N, J, 2) crop px; ``pck@0.1/<group>`` pools
+    the joints of each :data:`~css_pose.skeleton.JOINT_GROUPS` group only (NaN if none visible)."""
     out = {f"pck@{a:g}": float(pck_tight(pred, gt, visible, a)) for a in alphas}
     out["px_error"] = float(torch.linalg.vector_norm(pred - gt, dim=-1)[visible].mean())
+    _, per_joint = pck_tight(pred, gt, visible, 0.1, per_joint=True)
+    counts = visible.sum(0).float()  # (J,) visible samples of each joint
+    for group, joints in JOINT_GROUPS.items():
+        idx = list(joints)
+        seen = counts[idx].sum()
+        hits = (per_joint[idx].nan_to_num(0.0) * counts[idx]).sum()
+        out[f"pck@0.1/{group}"] = float(hits / seen) if seen > 0 else float("nan")
     return out
 
 

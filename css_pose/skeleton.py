@@ -30,6 +30,13 @@ NUM_JOINTS = len(JOINT_NAMES)
 PARENTS: tuple[int, ...] = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15)
 FLIP_PAIRS: tuple[tuple[int, int], ...] = ((1, 4), (2, 5), (3, 6), (11, 14), (12, 15), (13, 16))
 ROOT = 0
+# Joint groups scored separately (the hard, fast-moving limb ends and their middles).
+JOINT_GROUPS: dict[str, tuple[int, ...]] = {
+    "wrists": (13, 16),
+    "elbows": (12, 15),
+    "knees": (2, 5),
+    "ankles": (3, 6),
+}
 # One bone per non-root joint: (parent, child).
 BONES: tuple[tuple[int, int], ...] = tuple((p, c) for c, p in enumerate(PARENTS) if p >= 0)
 

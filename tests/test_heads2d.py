@@ -121,3 +121,21 @@ def test_steps_and_augmentation_train_a_frozen_head(css_ckpt, tmp_path):  # noqa
     assert all(torch.isfinite(torch.tensor(result["train_loss"])))
     with pytest.raises(ValueError, match="steps=0"):
         main(head_args(css_ckpt, tmp_path / "zero", steps=0))
+
+
+def test_score_2d_scores_joint_groups_by_hand():
+    from css_pose.heads2d import score_2d
+    from css_pose.skeleton import JOINT_GROUPS
+
+    gen = torch.Generator().manual_seed(0)
+    gt = torch.rand(6, 17, 2, generator=gen) * 30
+    visible = torch.ones(6, 17, dtype=torch.bool)
+    visible[0, JOINT_GROUPS["elbows"][0]] = False  # an invisible elbow counts nowhere
+    pred = gt.clone()
+    pred[:, list(JOINT_GROUPS["wrists"])] += 100.0  # every wrist far off
+    pred[:3, JOINT_GROUPS["ankles"][0]] += 100.0  # half of one ankle's frames
+    m = score_2d(pred, gt, visible, (0.1,))
+    assert m["pck@0.1/wrists"] == 0.0
+    assert m["pck@0.1/elbows"] == 1.0 and m["pck@0.1/knees"] == 1.0
+    assert m["pck@0.1/ankles"] == pytest.approx(9 / 12)
+    assert m["pck@0.1"] == pytest.approx((visible.sum().item() - 12 - 3) / visible.sum().item())
