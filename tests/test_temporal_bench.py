@@ -1,0 +1,48 @@
+"""benchmarks/temporal_2d.py --quick: every variant trains and is scored, the table has the floor,
+the comparisons and the timing, and a second call reuses the finished runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location(
+        "temporal_2d", ROOT / "benchmarks" / "temporal_2d.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_quick_benchmark_table_and_reuse(tmp_path, capsys):
+    torch.set_num_threads(1)
+    bench = _module()
+    table = tmp_path / "table.md"
+    args = ["--quick", "--out", str(tmp_path / "out"), "--table", str(table), "--seeds", "0"]
+    summary = bench.main(args)
+    names = [n for n, _ in bench.variants(1, 1)]
+    assert list(summary["per_seed"]) == names
+    for runs in summary["per_seed"].values():
+        (run,) = runs
+        assert 0 <= run["pck@0.1"] <= 1
+        groups = [run[f"pck@0.1/{g}"] for g in bench.GROUPS]
+        assert all(math.isnan(v) or 0 <= v <= 1 for v in groups)
+    text = table.read_text()
+    for part in ("the floor", "parametric pooling - single frame", "without warping", "Frames/s"):
+        assert part in text, text
+    timing = summary["timing"]
+    assert timing["single_fps"] > 0 and timing["clip_fps"] > 0 and 0 < timing["flow_share"] < 1
+    # Flows were computed for the clip variants only.
+    flows = summary["flow_seconds"]
+    assert flows["single frame"] == [None] and flows["parametric pooling"][0]["labeled"] > 0
+    capsys.readouterr()
+    again = bench.main(args)
+    assert "reusing" in capsys.readouterr().err
+    assert again["per_seed"] == summary["per_seed"]
