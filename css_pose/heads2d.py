@@ -42,7 +42,7 @@ from css_pose.models.heads import CompositeHead, HeatmapHead, RegressionHead, fl
 from css_pose.models.heads.cost import head_cost
 from css_pose.runner import build_loggers
 from css_pose.skeleton import JOINT_GROUPS, JOINT_NAMES, flip_permutation
-from css_pose.viz import contact_sheet, draw_skeleton, save_png
+from css_pose.viz import contact_sheet, draw_skeleton, heatmap_overlay, save_png
 
 HELP = """usage: python train_head.py ckpt=PATH|none [key=value ...]
 
@@ -317,20 +317,18 @@ def overlay_sheet(frames, pred, gt, visible, ncols: int = 6) -> np.ndarray:
 def heatmap_sheet(frames: torch.Tensor, heatmaps: torch.Tensor, ncols: int = 6) -> np.ndarray:
     """Each crop (B, 3, S, S) in [0, 1] under its heatmaps (B, J, h, w), max over joints, each
     crop's map scaled to its own peak, as a JET colour overlay at 3x size. (H, W, 3) uint8."""
-    tiles = []
-    size = frames.shape[-1] * 3
-    for img, hm in zip(frames, heatmaps.float()):
-        peak = hm.amax(0).clamp_min(0)
-        peak = (peak / peak.max().clamp_min(1e-6)).numpy()
-        peak = cv2.resize(peak, (size, size), interpolation=cv2.INTER_LINEAR)
-        colour = cv2.applyColorMap((peak * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
-        big = cv2.resize(
-            (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8),
-            (size, size),
-            interpolation=cv2.INTER_NEAREST,
-        )
-        tiles.append(cv2.addWeighted(big, 0.5, colour, 0.5, 0))
+    tiles = [
+        heatmap_overlay(enlarge(img), hm.amax(0).numpy())
+        for img, hm in zip(frames, heatmaps.float())
+    ]
     return contact_sheet(tiles, ncols=ncols)
+
+
+def enlarge(image: torch.Tensor, scale: int = 3) -> np.ndarray:
+    """A crop (3, H, W) in [0, 1] as (scale H, scale W, 3) uint8 RGB, nearest-neighbour."""
+    height, width = image.shape[-2:]
+    pixels = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return cv2.resize(pixels, (width * scale, height * scale), interpolation=cv2.INTER_NEAREST)
 
 
 def load_labeled(dataset, like, batch_size: int) -> tuple[torch.Tensor, ...]:

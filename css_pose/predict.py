@@ -12,6 +12,19 @@ or are the whole frame when no file is given. Each box is
 cropped as in training (square, ``box_pad`` x its longer side) and the keypoints are mapped back to
 frame pixels.
 
+A temporal (clip) model, trained with ``train_head.py temporal.frames=n`` (css_pose.temporal2d),
+runs on the same single pass: a ring buffer (:class:`ClipStream`) keeps the last 2 n step + 1
+decoded frames and their person crops, and frame t is predicted once frame t + n step has been
+decoded, from the crops of frames t - n step .. t + n step and the DIS flows between them. Each
+crop is cut with its own frame's box of the same person, as in training: with one box per frame
+(or the whole frame) that box; with several, the one with the largest IoU with frame t's box (no
+overlapping box: the person is taken as absent there). A neighbour past either end of the video
+repeats the edge frame; one that did not decode, or without the person, repeats the nearest frame
+towards t that has them. Memory stays bounded by 2 n step + 1 + ``--chunk`` frames whatever the
+video's length; the outputs are the same as a single-frame model's, and ``meta.json`` gains
+``temporal`` (the model's temporal settings, ``clip_frames``, ``buffer_frames`` and
+``flow_seconds``, the time spent computing flow).
+
 Frame indices come from the frames' timestamps (frame ``i`` is shown at ``start + i / fps``, as in
 css_pose.data.backends), not from counting decoded frames: a frame that does not decode (a damaged
 packet) keeps its index, so later frames and their ``--boxes`` stay aligned. Such frames are listed
@@ -27,8 +40,8 @@ Writes into ``--out``:
 - ``overlay.mp4``: the input with the skeleton drawn on each frame (same frame count, size, rate);
   a frame that did not decode is black.
 - ``meta.json``: the video, model, joint names, frame count (``frames``: the last frame index + 1),
-  ``decoded_frames``, ``missing_frames`` (indices that did not decode), ``warnings`` and the
-  model's measured test error.
+  ``decoded_frames``, ``missing_frames`` (indices that did not decode), ``warnings``, the
+  model's measured test error and, for a clip model, ``temporal`` (above).
 - with ``--lifter``: ``pose3d.json`` (per frame, root-relative 3D of the best-scoring person, mm,
   camera axes x right, y down, z forward; ``keypoints_3d`` null and ``missing`` true for a frame
   that did not decode) and ``pose3d.mp4``, an animated 3D plot.
@@ -42,8 +55,9 @@ import json
 import math
 import os
 import sys
+import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -51,9 +65,9 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from einops import rearrange
 from tqdm import tqdm
 
-from css_pose.checkpoint import CheckpointError
 from css_pose.config import configure_threads
 from css_pose.data.backends import (
     VideoReadError,
@@ -65,6 +79,7 @@ from css_pose.data.backends import (
 from css_pose.data.transforms import crop_matrix, transform_points, warp_crop, whole_frame_box
 from css_pose.heads2d import load_pose_model, predict
 from css_pose.skeleton import JOINT_NAMES, NUM_JOINTS
+from css_pose.temporal2d import _clip_flows, clip_frame_indices, predict_clip
 from css_pose.viz import draw_skeleton
 
 PERSON = 1
@@ -213,6 +228,20 @@ class Person:
     scores: np.ndarray  # (J,)
 
 
+def frame_boxes(boxes, index: int, width: int, height: int, box_pad: float):
+    """(P, 5) xyxy px + score person boxes of frame ``index`` and their crop pad: the detections
+    (``box_pad``), or the whole frame (pad 1) when ``boxes`` is None."""
+    if boxes is None:
+        return np.array([[*whole_frame_box(width, height), 1.0]], np.float32), 1.0
+    return boxes.get(index, np.zeros((0, 5), np.float32)), box_pad
+
+
+def _to_frame(index: int, row: np.ndarray, matrix: np.ndarray, kp, scores) -> Person:
+    """A person from crop px keypoints (J, 2) of the crop ``matrix`` (2, 3) cut around ``row``."""
+    inverse = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2]
+    return Person(index, row[:4], float(row[4]), transform_points(kp, inverse), scores)
+
+
 def predict_chunk(
     model, codec, frames: list[np.ndarray], indices: list[int], boxes, box_pad: float, size: int,
     device: torch.device, flip_test: bool,
@@ -221,11 +250,7 @@ def predict_chunk(
     map the keypoints back to frame pixels."""
     crops, metas = [], []
     for image, index in zip(frames, indices):
-        h, w = image.shape[:2]
-        if boxes is None:
-            found, pad = np.array([[*whole_frame_box(w, h), 1.0]], np.float32), 1.0
-        else:
-            found, pad = boxes.get(index, np.zeros((0, 5), np.float32)), box_pad
+        found, pad = frame_boxes(boxes, index, image.shape[1], image.shape[0], box_pad)
         for row in found:
             matrix = crop_matrix(row[:4], size, pad)
             crops.append(warp_crop(image, matrix, size))
@@ -235,11 +260,200 @@ def predict_chunk(
     batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
     with torch.no_grad():
         kp, scores = predict(model, codec, batch.to(device), flip_test)
-    out = []
-    for (index, row, matrix), k, s in zip(metas, kp.cpu().numpy(), scores.cpu().numpy()):
-        inverse = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2]
-        out.append(Person(index, row[:4], float(row[4]), transform_points(k, inverse), s))
-    return out
+    return [
+        _to_frame(index, row, matrix, k, s)
+        for (index, row, matrix), k, s in zip(metas, kp.cpu().numpy(), scores.cpu().numpy())
+    ]
+
+
+@dataclass
+class Ready:
+    """A decoded frame whose people can be predicted now: its index, its (H, W, 3) uint8 RGB image
+    and, for a clip model, one :class:`ClipJob` per person (None for a single-frame model)."""
+
+    index: int
+    image: np.ndarray
+    jobs: list[ClipJob] | None = None
+
+
+@dataclass
+class SingleFrames:
+    """A single-frame model: every decoded frame is ready at once."""
+
+    model: torch.nn.Module
+    codec: object
+    boxes: dict | None
+    box_pad: float
+    size: int
+    device: torch.device
+    flip_test: bool
+
+    def push(self, index: int, image: np.ndarray) -> list[Ready]:
+        return [Ready(index, image)]
+
+    def finish(self) -> list[Ready]:
+        return []
+
+    def predict(self, ready: list[Ready]) -> list[Person]:
+        return predict_chunk(
+            self.model, self.codec, [r.image for r in ready], [r.index for r in ready],
+            self.boxes, self.box_pad, self.size, self.device, self.flip_test,
+        )  # fmt: skip
+
+
+# --- clip models: a ring buffer of decoded frames -------------------------------------------------
+@dataclass
+class ClipJob:
+    """One person's clip around a centre frame: the model's input and the way back to frame px."""
+
+    row: np.ndarray  # (5,) the centre frame's box, xyxy px + score
+    matrix: np.ndarray  # (2, 3) frame px -> centre crop px
+    crops: np.ndarray  # (T, S, S, 3) uint8 RGB, the centre at index n
+    flows: np.ndarray  # (T, S, S, 2) float32 px; flows[k] warps crop k onto the centre crop
+    frame_idx: np.ndarray  # (T,) int64 the video frame of each crop
+
+
+@dataclass
+class _Buffered:
+    """A decoded frame in the ring buffer with its people's crops, cut once when it arrives."""
+
+    index: int
+    image: np.ndarray  # (H, W, 3) uint8 RGB, kept for the overlay
+    rows: np.ndarray  # (P, 5) xyxy px + score
+    matrices: list[np.ndarray]  # P x (2, 3) frame px -> crop px
+    crops: np.ndarray  # (P, S, S, 3) uint8 RGB
+
+
+def box_iou(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """(P,) IoU of xyxy px boxes (P, 4) with one xyxy px box (4,)."""
+    lo, hi = np.maximum(boxes[:, :2], box[:2]), np.minimum(boxes[:, 2:], box[2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=1)
+    area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1) + np.prod(box[2:] - box[:2])
+    return inter / np.maximum(area - inter, 1e-9)
+
+
+def match_person(rows: np.ndarray, box: np.ndarray) -> int | None:
+    """The row of ``rows`` (P, 5) that is the person of ``box`` (4,) xyxy px in another frame: the
+    only box when there is one, else the largest IoU (ties: the first, best-scoring); None when
+    the frame has no box, or several and none overlaps (the person is absent there)."""
+    if len(rows) <= 1:
+        return 0 if len(rows) else None
+    iou = box_iou(rows[:, :4], box)
+    return int(iou.argmax()) if iou.max() > 0 else None
+
+
+class ClipStream:
+    """Clips for a :class:`~css_pose.temporal2d.TemporalPoseModel` from frames decoded once, front
+    to back, holding only a ring buffer of the last 2 n step + 1 decoded frames (and their crops).
+
+    Frame t is ready once frame t + n step has been decoded (or passed: a gap), or at the end.
+    Its clip, per person box of frame t, is the crops of frames t - n step .. t + n step, each cut
+    with that frame's own box of the same person (:func:`match_person` against frame t's box), as
+    in training. A neighbour past either end of the video is clamped to it
+    (:func:`~css_pose.temporal2d.clip_frame_indices`: the edge frame repeats); one that did not
+    decode, or where the person is absent, is replaced by the nearest frame towards t that has
+    them. The DIS flows from the centre crop to each neighbour's are computed per clip (a repeated
+    frame once, the centre's a zero field): a pair (centre, neighbour) of crops never recurs in
+    another clip (there the centre differs), so there is nothing to reuse across clips.
+    """
+
+    def __init__(self, model, codec, boxes, box_pad: float, size: int, device, flip_test: bool,
+                 step: int, preset: str):  # fmt: skip
+        self.model, self.codec, self.boxes, self.box_pad = model, codec, boxes, box_pad
+        self.size, self.device, self.flip_test = size, device, flip_test
+        self.frames, self.step, self.preset = model.centre, step, preset
+        self.span = model.centre * step  # frames each side of the centre
+        self.ring: deque[_Buffered] = deque(maxlen=2 * self.span + 1)
+        self.next = 0  # the first frame index not yet handed out
+        self.flow_seconds = 0.0  # time in DIS
+
+    def push(self, index: int, image: np.ndarray) -> list[Ready]:
+        """Buffer decoded frame ``index`` (H, W, 3) uint8 RGB; the frames now ready, in order."""
+        rows, pad = frame_boxes(self.boxes, index, image.shape[1], image.shape[0], self.box_pad)
+        matrices = [crop_matrix(row[:4], self.size, pad) for row in rows]
+        crops = np.stack([warp_crop(image, m, self.size) for m in matrices]) if len(rows) else None
+        self.ring.append(_Buffered(index, image, rows, matrices, crops))
+        # Every frame still waiting is within span of the newest, so its neighbours are buffered.
+        return self._release(index - self.span, stop=index + self.span + 1)
+
+    def finish(self) -> list[Ready]:
+        """The frames still waiting, their clips clamped at the last decoded frame."""
+        last = self.ring[-1].index if self.ring else -1
+        return self._release(last, stop=last + 1)
+
+    def _release(self, upto: int, stop: int) -> list[Ready]:
+        """Frames ``self.next`` .. ``upto`` of the ring as Ready, the video ending before ``stop``."""
+        by_index = {b.index: b for b in self.ring}
+        ready = []
+        for index in sorted(i for i in by_index if self.next <= i <= upto):
+            centre = by_index[index]
+            jobs = [self._clip(by_index, centre, p, stop) for p in range(len(centre.rows))]
+            ready.append(Ready(index, centre.image, jobs))
+            self.next = index + 1
+        return ready
+
+    def _clip(self, by_index: dict, centre: _Buffered, person: int, stop: int) -> ClipJob:
+        """Person ``person`` of frame ``centre``: its crops and flows (see the class docstring)."""
+        wanted = clip_frame_indices(centre.index, 0, stop, self.frames, self.step)
+        found = [self._neighbour(by_index, centre, person, int(j)) for j in wanted]
+        crops, idx = np.stack([c for c, _ in found]), np.array([j for _, j in found], np.int64)
+        start = time.perf_counter()
+        flows = _clip_flows(crops, idx, self.frames, self.preset)
+        self.flow_seconds += time.perf_counter() - start
+        return ClipJob(centre.rows[person], centre.matrices[person], crops, flows, idx)
+
+    @staticmethod
+    def _neighbour(by_index: dict, centre: _Buffered, person: int, j: int):
+        """(S, S, 3) uint8 crop of the person in frame ``j``, or in the nearest frame towards the
+        centre that was decoded and has them, and that frame's index."""
+        box = centre.rows[person, :4]
+        while j != centre.index:
+            frame = by_index.get(j)
+            q = None if frame is None else match_person(frame.rows, box)
+            if q is not None:
+                return frame.crops[q], j
+            j += 1 if j < centre.index else -1
+        return centre.crops[person], j
+
+    def predict(self, ready: list[Ready]) -> list[Person]:
+        """Run the clip model on every person of ``ready`` (one batch); keypoints in frame px."""
+        jobs = [(r.index, job) for r in ready for job in r.jobs]
+        if not jobs:
+            return []
+        clip = torch.from_numpy(np.stack([j.crops for _, j in jobs]))
+        clip = rearrange(clip, "b t h w c -> b t c h w").float().div_(255.0)
+        flows = rearrange(torch.from_numpy(np.stack([j.flows for _, j in jobs])),
+                          "b t h w d -> b t d h w")  # fmt: skip
+        kp, scores = predict_clip(
+            self.model, self.codec, clip.to(self.device), flows.to(self.device), self.flip_test
+        )
+        return [
+            _to_frame(index, job.row, job.matrix, k, s)
+            for (index, job), k, s in zip(jobs, kp.cpu().numpy(), scores.cpu().numpy())
+        ]
+
+
+def predict_stream(
+    frames: Iterable[tuple[int, np.ndarray]], stream: SingleFrames | ClipStream, chunk: int
+) -> Iterator[tuple[Ready, list[Person]]]:
+    """(frame, its people) for every decoded frame of ``frames`` ((index, (H, W, 3) uint8 RGB)
+    pairs, in order), in order; the model runs on ``chunk`` ready frames at a time."""
+    pending: list[Ready] = []
+    for index, image in frames:
+        pending.extend(stream.push(index, image))
+        if len(pending) >= chunk:
+            yield from _with_people(stream, pending)
+            pending = []
+    pending.extend(stream.finish())
+    if pending:
+        yield from _with_people(stream, pending)
+
+
+def _with_people(stream, ready: list[Ready]) -> list[tuple[Ready, list[Person]]]:
+    people: dict[int, list[Person]] = {}
+    for person in stream.predict(ready):
+        people.setdefault(person.frame, []).append(person)
+    return [(r, people.get(r.index, [])) for r in ready]
 
 
 def coco_entry(person: Person) -> dict:
@@ -252,6 +466,15 @@ def coco_entry(person: Person) -> dict:
         "score": round(float(person.scores.mean()), 4),
         "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
     }
+
+
+def _note_gaps(frames: Iterable[tuple[int, np.ndarray]], missing: list[int]):
+    """``frames`` unchanged, appending to ``missing`` the indices they skip (did not decode)."""
+    last = -1
+    for index, image in frames:
+        missing.extend(range(last + 1, index))
+        last = index
+        yield index, image
 
 
 def run_predict(
@@ -275,19 +498,18 @@ def run_predict(
         ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     )
     model, codec, payload = load_pose_model(model_path, dev)
-    if "temporal" in payload:
-        raise CheckpointError(
-            f"{model_path}: a temporal (clip) model, trained with temporal.frames="
-            f"{payload['temporal']['frames']}; css-pose predict runs single-frame models only so "
-            "far: train one with temporal.frames=0"
-        )
     lifter = None
     if lifter_path is not None:
         from css_pose.lifting import load_lifter
 
         lifter, lifter_payload = load_lifter(lifter_path)
     boxes = load_detections(boxes_path, min_box_score) if boxes_path else None
-    size, box_pad = payload["crop"]["size"], payload["crop"]["box_pad"]
+    crop = (boxes, payload["crop"]["box_pad"], payload["crop"]["size"], dev, flip_test)
+    temporal = payload.get("temporal")
+    if temporal:
+        stream = ClipStream(model, codec, *crop, temporal["step"], temporal["flow_preset"])
+    else:
+        stream = SingleFrames(model, codec, *crop)
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -308,36 +530,25 @@ def run_predict(
         file=sys.stderr,
     )  # fmt: skip
 
-    def flush(frames: list[np.ndarray], indices: list[int]) -> None:
+    def write(ready: Ready, people: list[Person]) -> None:
         nonlocal written
-        people = predict_chunk(model, codec, frames, indices, boxes, box_pad, size, dev, flip_test)
-        drawn = dict(zip(indices, frames))
+        drawn = ready.image
         for person in people:
             entries.append(coco_entry(person))
             if person.frame not in best or person.box_score > best[person.frame].box_score:
                 best[person.frame] = person
-            drawn[person.frame] = draw_skeleton(drawn[person.frame], person.keypoints)
-        for index in indices:
-            # A frame that did not decode stays in the overlay as a black frame, so that overlay
-            # frame i is input frame i.
-            for _ in range(written, index):
-                writer.write(np.zeros((source.height, source.width, 3), np.uint8))
-            writer.write(drawn[index])
-            bar.update(index + 1 - written)
-            written = index + 1
+            drawn = draw_skeleton(drawn, person.keypoints)
+        # A frame that did not decode stays in the overlay as a black frame, so that overlay
+        # frame i is input frame i.
+        for _ in range(written, ready.index):
+            writer.write(np.zeros((source.height, source.width, 3), np.uint8))
+        writer.write(drawn)
+        bar.update(ready.index + 1 - written)
+        written = ready.index + 1
 
     try:
-        pending: list[tuple[int, np.ndarray]] = []
-        last = -1
-        for index, image in source.frames():
-            missing.extend(range(last + 1, index))
-            last = index
-            pending.append((index, image))
-            if len(pending) == chunk:
-                flush([f for _, f in pending], [i for i, _ in pending])
-                pending = []
-        if pending:
-            flush([f for _, f in pending], [i for i, _ in pending])
+        for ready, people in predict_stream(_note_gaps(source.frames(), missing), stream, chunk):
+            write(ready, people)
         if written == 0:
             raise VideoReadError(f"{video}: no decodable frames")
         writer.close()
@@ -367,6 +578,8 @@ def run_predict(
         "outputs": {"keypoints": "keypoints.json", "overlay": "overlay.mp4"},
         "warnings": [],
     }
+    if temporal:
+        meta["temporal"] = temporal_meta(temporal, stream)
     if missing:
         meta["warnings"].append(
             f"{video}: {len(missing)} of {n_frames} frames did not decode: frames "
@@ -383,35 +596,58 @@ def run_predict(
     _write_json(out / "keypoints.json", entries)
 
     if lifter is not None:
-        if not best:
-            raise ValueError(f"{video}: no person found in any frame; nothing to lift")
-        from css_pose.lifting import lift_sequence
-
-        track = fill_track(best, n_frames)
-        gone = set(missing)
-        pose3d = 1000.0 * lift_sequence(lifter, track, source.width, source.height)  # mm
-        _write_json(
-            out / "pose3d.json",
-            {
-                "units": "mm, root-relative, camera axes (x right, y down, z forward)",
-                "joints": list(JOINT_NAMES),
-                "lifter": str(lifter_path),
-                "lifter_test_metrics": lifter_payload.get("result", {}),
-                "frames": [
-                    {
-                        "image_id": t,
-                        "keypoints_3d": None if t in gone else np.round(p, 1).tolist(),
-                        "observed": t in best,
-                        "missing": t in gone,
-                    }
-                    for t, p in enumerate(pose3d)
-                ],
-            },
-        )
-        animate_3d(pose3d, out / "pose3d.mp4", source.fps, progress=progress)
+        write_pose3d(lifter, lifter_path, lifter_payload, best, missing, n_frames, source, out,
+                     progress)  # fmt: skip
         meta["outputs"].update({"pose3d": "pose3d.json", "pose3d_video": "pose3d.mp4"})
     _write_json(out / "meta.json", meta)
     return meta
+
+
+def temporal_meta(temporal: dict, stream: ClipStream) -> dict:
+    """meta.json's ``temporal``: the clip model's settings (head.pt's ``temporal``), the clip and
+    ring buffer lengths (frames) and the seconds spent in DIS flow."""
+    return {
+        **temporal,
+        "clip_frames": 2 * temporal["frames"] + 1,
+        "buffer_frames": stream.ring.maxlen,
+        "flow_seconds": round(stream.flow_seconds, 3),
+        "matching": "in each neighbour frame: its only box, else the largest IoU with the centre "
+        "frame's box; no box or no overlap: the nearest frame towards the centre repeats",
+    }
+
+
+def write_pose3d(
+    lifter, lifter_path, lifter_payload: dict, best: dict[int, Person], missing: list[int],
+    n_frames: int, source: VideoStream, out: Path, progress: bool,
+) -> None:  # fmt: skip
+    """pose3d.json and pose3d.mp4: the best person of each frame lifted to 3D (module docstring).
+    Raises ValueError when no frame has a person."""
+    if not best:
+        raise ValueError(f"{source.path}: no person found in any frame; nothing to lift")
+    from css_pose.lifting import lift_sequence
+
+    track = fill_track(best, n_frames)
+    gone = set(missing)
+    pose3d = 1000.0 * lift_sequence(lifter, track, source.width, source.height)  # mm
+    _write_json(
+        out / "pose3d.json",
+        {
+            "units": "mm, root-relative, camera axes (x right, y down, z forward)",
+            "joints": list(JOINT_NAMES),
+            "lifter": str(lifter_path),
+            "lifter_test_metrics": lifter_payload.get("result", {}),
+            "frames": [
+                {
+                    "image_id": t,
+                    "keypoints_3d": None if t in gone else np.round(p, 1).tolist(),
+                    "observed": t in best,
+                    "missing": t in gone,
+                }
+                for t, p in enumerate(pose3d)
+            ],
+        },
+    )
+    animate_3d(pose3d, out / "pose3d.mp4", source.fps, progress=progress)
 
 
 def fill_track(best: dict[int, Person], n_frames: int) -> np.ndarray:
@@ -502,7 +738,8 @@ def animate_3d(pose3d: np.ndarray, path: Path, fps: Fraction, progress: bool = T
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         prog="css-pose predict",
-        description="Run a trained 2D pose model (train_head.py's head.pt) over a video.",
+        description="Run a trained 2D pose model (train_head.py's head.pt, single-frame or "
+        "temporal) over a video.",
     )
     parser.add_argument("--model", "--ckpt", dest="model", required=True,
                         help="head.pt written by train_head.py")  # fmt: skip
@@ -514,7 +751,8 @@ def main(argv: list[str] | None = None) -> dict:
         "the whole frame)",
     )
     parser.add_argument("--lifter", help="lifter file from python -m css_pose.lifting --save")
-    parser.add_argument("--chunk", type=int, default=32, help="frames decoded per batch")
+    parser.add_argument("--chunk", type=int, default=32,
+                        help="frames per model batch (clip models: centre frames)")  # fmt: skip
     parser.add_argument("--min-box-score", type=float, default=0.3)
     parser.add_argument("--no-flip-test", action="store_true", help="faster, a little less exact")
     parser.add_argument("--device", default="auto")

@@ -98,6 +98,37 @@ def contact_sheet(
     return sheet
 
 
+def heatmap_overlay(
+    image: np.ndarray,
+    heatmap: np.ndarray,
+    peak: float | None = None,
+    mark: bool = False,
+    floor: float = 0.0,
+) -> np.ndarray:
+    """A heatmap as a JET colour overlay (half and half) on an image.
+
+    image: (H, W, 3) uint8 RGB. heatmap: (h, w) float, resized bilinearly onto the image (its cells
+    tile the image, as heatmap cells tile a crop). Values ``floor`` .. ``peak`` (default the map's
+    max) run blue .. red, values outside clip. ``mark`` draws a white cross at the map's maximum.
+    Returns a new (H, W, 3) uint8 image.
+    """
+    height, width = image.shape[:2]
+    heatmap = np.asarray(heatmap, np.float32)
+    top = float(heatmap.max()) if peak is None else float(peak)
+    scaled = np.clip((heatmap - floor) / max(top - floor, 1e-6), 0.0, 1.0)
+    scaled = cv2.resize(scaled, (width, height), interpolation=cv2.INTER_LINEAR)
+    colour = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    out = cv2.addWeighted(np.ascontiguousarray(image, np.uint8), 0.5, colour, 0.5, 0)
+    if mark:
+        y, x = np.unravel_index(int(heatmap.argmax()), heatmap.shape)
+        centre = (  # cell (x, y) covers image px [x, x + 1) * width / w
+            round((x + 0.5) * width / heatmap.shape[1] - 0.5),
+            round((y + 0.5) * height / heatmap.shape[0] - 0.5),
+        )
+        cv2.drawMarker(out, centre, (255, 255, 255), cv2.MARKER_CROSS, max(5, width // 10), 1)
+    return out
+
+
 def save_png(path: str | Path, image: np.ndarray) -> Path:
     """Write an (H, W, 3) uint8 RGB image as PNG (OpenCV wants BGR); creates parent folders."""
     path = Path(path)

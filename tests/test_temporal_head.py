@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
 from test_flow import pixel_grid, texture
 
-from css_pose.checkpoint import CheckpointError
 from css_pose.config import ConfigError
 from css_pose.flow import dense_flow, warp
 from css_pose.heads2d import (
@@ -29,9 +29,10 @@ from css_pose.heads2d import (
 )
 from css_pose.linear_probe import frame_datamodule
 from css_pose.models.encoders import build_encoder
-from css_pose.predict import run_predict
 from css_pose.skeleton import flip_permutation
 from css_pose.temporal2d import (
+    STRIP_CLIPS,
+    STRIP_HEADER,
     TemporalPoseModel,
     clip_frame_indices,
     load_clips,
@@ -130,6 +131,20 @@ def test_run_end_to_end_writes_pck(temporal_run):
     assert saved["cost"]["head_gflops"] > 0 and saved["cost"]["encoder_gflops"] > 0
     for name in ("images/test_predictions.png", "images/test_heatmaps.png", "head.pt"):
         assert (run_dir / name).stat().st_size > 0
+
+
+def test_strip_shows_crops_heatmaps_warped_neighbours_and_pooled(temporal_run):
+    """images/temporal_strip.png: a title band, then one row per test clip shown (num_images=4,
+    at most STRIP_CLIPS) of 3T tiles (T crops, T heatmaps, T - 1 warped neighbours, the pooled
+    map), each 3x the 32 px crop; logged with the other images (the CSV logger has no images)."""
+    result, run_dir = temporal_run[0].result, temporal_run[1]
+    strip = cv2.imread(str(run_dir / "images" / "temporal_strip.png"))
+    rows, tiles, side = min(STRIP_CLIPS, 4, result["n_test_frames"]), 3 * 3, 3 * 32
+    assert strip.shape == (STRIP_HEADER + rows * side, tiles * side, 3)
+    first_row = strip[STRIP_HEADER : STRIP_HEADER + side]
+    crops, heat = first_row[:, : 3 * side], first_row[:, 3 * side : 6 * side]
+    assert np.abs(crops.astype(int) - heat).mean() > 5  # the heatmaps are drawn on the crops
+    assert strip[:STRIP_HEADER].max() == 255  # the title
 
 
 def test_parametric_pooling_at_init_is_the_single_frame_output():
@@ -245,7 +260,7 @@ def test_single_frame_config_ignores_the_temporal_section():
     assert cfg.temporal.frames == 0
 
 
-def test_temporal_head_pt_round_trips(temporal_run, root, tmp_path):
+def test_temporal_head_pt_round_trips(temporal_run, root):
     run, run_dir = temporal_run
     model, codec, payload = load_pose_model(run_dir / "head.pt")
     assert isinstance(model, TemporalPoseModel) and payload["temporal"]["frames"] == 1
@@ -257,9 +272,6 @@ def test_temporal_head_pt_round_trips(temporal_run, root, tmp_path):
     kp, scores = predict_clip(model, codec, clip, flows, True)
     assert kp.shape == (4, 17, 2) and scores.shape == (4, 17)
     assert torch.equal(kp, predict_clip(run.model, run.codec, clip, flows, True)[0])
-    # css-pose predict streams single frames: it refuses a clip model in one line.
-    with pytest.raises(CheckpointError, match="temporal .clip. model.*temporal.frames=0"):
-        run_predict(run_dir / "head.pt", tmp_path / "no_video.mp4", tmp_path / "out")
     # The pooling learned away from the centre-only start, and the file keeps it.
     weights = model.temporal["pool"][-1].conv.weight
     assert (weights[:, 0].abs() + weights[:, 2].abs()).max() > 0
