@@ -15,6 +15,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from test_flow import pixel_grid, texture
+from test_linear_probe import one_thread  # noqa: F401 (autouse fixture)
 
 from css_pose.config import ConfigError
 from css_pose.flow import dense_flow, warp
@@ -41,15 +42,6 @@ from css_pose.temporal2d import (
     predict_clip,
     temporal_loss,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two shared cores: more intra-op threads than one makes these tiny ops slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
