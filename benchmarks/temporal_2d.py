@@ -28,6 +28,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +42,9 @@ SINGLE = "single frame"
 PARAMETRIC = "parametric pooling"
 
 
-def variants(frames: int, step: int) -> list[tuple[str, list[str]]]:
-    """(name, train_head.py overrides) of every compared model."""
+def variants(frames: int, step: int, pool: Sequence[str] = ()) -> list[tuple[str, list[str]]]:
+    """(name, train_head.py overrides) of every compared model; ``pool``: more overrides of
+    the parametric-pooling models."""
     clip = [f"temporal.frames={frames}", f"temporal.step={step}", "temporal.neighbour_labels=false"]
     return [
         (SINGLE, ["temporal.frames=0"]),
@@ -57,10 +59,10 @@ def variants(frames: int, step: int) -> list[tuple[str, list[str]]]:
             ],
         ),  # fmt: skip
         ("average of aligned heatmaps", [*clip, "temporal.pooling=average"]),
-        (PARAMETRIC, [*clip, "temporal.pooling=parametric"]),
+        (PARAMETRIC, [*clip, "temporal.pooling=parametric", *pool]),
         (
             "parametric pooling, no warping",
-            [*clip, "temporal.pooling=parametric", "temporal.warp=false"],
+            [*clip, "temporal.pooling=parametric", *pool, "temporal.warp=false"],
         ),  # fmt: skip
     ]
 
@@ -87,6 +89,24 @@ def make_data(root: Path, videos: int, quick: bool) -> Path:
     return root
 
 
+# Keys added after runs were stored, with the value that reproduces what those runs did.
+LEGACY_DEFAULTS = {("temporal", "centre_weight"): 1.0, ("temporal", "pool_lr_scale"): 1.0}
+
+
+def _same_config(stored: dict, wanted: dict, path: tuple = ()) -> bool:
+    """Whether a stored run's config is the wanted one; a key the stored run predates matches
+    when the wanted value is its ``LEGACY_DEFAULTS`` value."""
+    if not (isinstance(stored, dict) and isinstance(wanted, dict)):
+        return stored == wanted
+    for key in stored.keys() | wanted.keys():
+        if key not in stored:
+            if (*path, key) not in LEGACY_DEFAULTS or wanted[key] != LEGACY_DEFAULTS[(*path, key)]:
+                return False
+        elif key not in wanted or not _same_config(stored[key], wanted[key], (*path, key)):
+            return False
+    return True
+
+
 def run_variant(argv: list[str]) -> dict:
     """One train_head.py run, or the result.json of a finished run with the same config."""
     from omegaconf import OmegaConf
@@ -98,8 +118,11 @@ def run_variant(argv: list[str]) -> dict:
     wanted = OmegaConf.to_container(cfg, resolve=True)
     if result.exists():
         done = json.loads(result.read_text())
-        stored = {k: v for k, v in done["config"].items() if k not in ("threads", "device")}
-        if stored == {k: v for k, v in wanted.items() if k in stored}:
+        # a run copied or linked from another --out directory is reused too: run_dir only says
+        # where it was trained
+        skip = ("threads", "device", "run_dir")
+        stored = {k: v for k, v in done["config"].items() if k not in skip}
+        if _same_config(stored, {k: v for k, v in wanted.items() if k in stored}):
             print(f"reusing {result}", file=sys.stderr)
             return done
     return run_head(cfg, argv).result
@@ -203,6 +226,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--frames", type=int, default=1, help="neighbours each side (n)")
     parser.add_argument("--step", type=int, default=1, help="frame step between neighbours")
+    parser.add_argument(
+        "--centre-weight",
+        type=float,
+        default=None,
+        help="temporal.centre_weight of the parametric pooling",
+    )
+    parser.add_argument(
+        "--pool-lr-scale",
+        type=float,
+        default=None,
+        help="temporal.pool_lr_scale of the parametric pooling",
+    )
     parser.add_argument("--encoder", choices=("frozen", "finetune"), default="finetune")
     parser.add_argument("--encoder-lr-scale", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds")
@@ -230,7 +265,15 @@ def main(argv: list[str] | None = None) -> dict:
         common += ["batch_size=8", "data.probe_stride=4"]
     started = time.time()
     results: dict[str, list[dict]] = {}
-    for name, overrides in variants(args.frames, args.step):
+    pool = [
+        f"temporal.{key}={value}"
+        for key, value in (
+            ("centre_weight", args.centre_weight),
+            ("pool_lr_scale", args.pool_lr_scale),
+        )
+        if value is not None
+    ]
+    for name, overrides in variants(args.frames, args.step, pool):
         tag = name.replace(" ", "_").replace(",", "")
         for seed in seeds:
             run_dir = out / f"{tag}-seed{seed}"
@@ -263,6 +306,7 @@ def main(argv: list[str] | None = None) -> dict:
         "floor": [f["metrics"] for f in floor],
         "timing": timing,
         "flow_seconds": {n: [r.get("flow_seconds") for r in rs] for n, rs in results.items()},
+        "flows_cached": {n: [r.get("flows_cached") for r in rs] for n, rs in results.items()},
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "temporal_2d.json").write_text(json.dumps(summary, indent=1, default=float))

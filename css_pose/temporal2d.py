@@ -16,9 +16,12 @@ of the protocol is :mod:`css_pose.heads2d`'s: labels, flip train and flip test, 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +89,10 @@ def check_temporal_config(cfg: DictConfig) -> None:
     for key in TEMPORAL_FLAGS:
         if not isinstance(t[key], bool):
             raise ConfigError(f"temporal.{key}={t[key]} is not one of true|false")
+    if not isinstance(t.centre_weight, (int, float)) or not 0.0 <= t.centre_weight <= 1.0:
+        raise ConfigError(f"temporal.centre_weight={t.centre_weight} must be a number in [0, 1]")
+    if not isinstance(t.pool_lr_scale, (int, float)) or t.pool_lr_scale <= 0:
+        raise ConfigError(f"temporal.pool_lr_scale={t.pool_lr_scale} must be a number > 0")
     if t.frames == 0:
         return
     if cfg.head != "heatmap":
@@ -133,7 +140,8 @@ class Clips:
     keypoints: torch.Tensor  # (N, T, J, 2) float32 crop px
     visibility: torch.Tensor  # (N, T, J) float32
     frame_idx: torch.Tensor  # (N, T) int64 video frames
-    flow_seconds: float  # time spent computing the flows
+    flow_seconds: float  # time spent computing the flows (0 when they were read from the cache)
+    flows_cached: bool = False  # read from the flow cache
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -143,10 +151,82 @@ class Clips:
         return self.frames[idx].float().div_(255.0)
 
 
+FLOW_CACHE_FORMAT = "css_pose.clip_flows/1"
+FLOW_CACHE_DIR = "flows"  # inside the crop store's folder
+
+
+def flow_cache_path(dataset, clips: list[tuple[int, int, np.ndarray]], preset: str) -> Path | None:
+    """Where the flows of ``clips`` ((track, centre frame, clip frames) each) are cached: a file
+    in the dataset's crop store folder, named by the store's key (its videos' versions) and by
+    everything that decides the flows (crop size and pad, each clip's video, person and frames,
+    the DIS preset). None without a store, or with random augmentation (crops differ each read).
+    """
+    store = getattr(dataset, "store", None)
+    if store is None or dataset.augment is not None:
+        return None
+    key = {
+        "format": FLOW_CACHE_FORMAT,
+        "size": dataset.size,
+        "box_pad": dataset.box_pad,
+        "preset": preset,
+        "clips": [
+            [dataset.videos[dataset.tracks[k].video].path, dataset.tracks[k].person, idx.tolist()]
+            for k, _, idx in clips
+        ],
+    }
+    return store.directory / FLOW_CACHE_DIR / f"{_digest(store.key)}-{_digest(key)}.npy"
+
+
+def _digest(obj) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _read_cached_flows(path: Path | None, shape: tuple[int, ...]) -> torch.Tensor | None:
+    """The cached (N, T, 2, S, S) float16 flows at ``path``, or None (no file; a damaged or
+    mismatched one is reported and recomputed)."""
+    if path is None or not path.exists():
+        return None
+    try:
+        flows = np.load(path)
+    except (OSError, ValueError) as e:
+        warnings.warn(f"flow cache {path} is unreadable ({e}); recomputing it", stacklevel=3)
+        return None
+    if flows.shape != shape or flows.dtype != np.float16:
+        warnings.warn(
+            f"flow cache {path} holds {flows.shape} {flows.dtype}, expected {shape} float16; "
+            "recomputing it",
+            stacklevel=3,
+        )
+        return None
+    return torch.from_numpy(flows)
+
+
+def _write_cached_flows(path: Path | None, flows: torch.Tensor) -> None:
+    """Write the flows atomically (a temporary file, then a rename) and remove the folder's
+    flows of older versions of the store. A failure (full or read-only disk) is a warning: the
+    flows are in memory and the run goes on."""
+    if path is None:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            np.save(f, flows.numpy())
+        os.replace(tmp, path)
+        prefix = path.name.split("-")[0]
+        for old in path.parent.glob("*.npy"):
+            if not old.name.startswith(prefix):
+                old.unlink(missing_ok=True)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        warnings.warn(f"could not cache the flows in {path.parent} ({e}); going on", stacklevel=3)
+
+
 def load_clips(dataset, rows, frames: int, step: int, preset: str, desc: str = "clips") -> Clips:
     """The clips around rows ``rows`` of a frame-mode dataset (its (track, frame) index), crops
-    read through the dataset (its crop store when enabled, else decoded) and DIS flows between
-    crops computed once, with a progress bar.
+    read through the dataset (its crop store when enabled, else decoded), with a progress bar,
+    and the DIS flows between crops: computed once and cached in the crop store's folder
+    (:func:`flow_cache_path`), so a later run on the same clips reads them.
 
     Raises:
         ValueError: the dataset crops frames around union boxes (``crop_box="sample"``).
@@ -155,25 +235,41 @@ def load_clips(dataset, rows, frames: int, step: int, preset: str, desc: str = "
         raise ValueError(
             f"temporal heads need per-frame crops: data.crop_box=frame, got {dataset.crop_box}"
         )
-    parts: dict[str, list] = {k: [] for k in ("frames", "flows", "kp", "vis", "idx")}
-    seconds = 0.0
-    for row in tqdm(list(rows), desc=desc, unit="clip", file=sys.stderr):
+    clips = []
+    for row in rows:
         k, t = (int(v) for v in dataset.frames[int(row)])
         track = dataset.tracks[k]
-        idx = clip_frame_indices(t, track.start, track.stop, frames, step)
+        clips.append((k, t, clip_frame_indices(t, track.start, track.stop, frames, step)))
+    cache = flow_cache_path(dataset, clips, preset)
+    size, length = dataset.size, 2 * frames + 1
+    cached = _read_cached_flows(cache, (len(clips), length, 2, size, size))
+    parts: dict[str, list] = {k: [] for k in ("frames", "flows", "kp", "vis", "idx")}
+    seconds = 0.0
+    for k, _, idx in tqdm(clips, desc=desc, unit="clip", file=sys.stderr):
         sample = dataset.load_frames(k, idx)
         crops = sample["frames"].mul(255.0).round_().byte()  # exact: the crops are uint8 / 255
-        start = time.perf_counter()
-        flows = _clip_flows(crops.permute(0, 2, 3, 1).numpy(), idx, frames, preset)
-        seconds += time.perf_counter() - start
+        if cached is None:
+            start = time.perf_counter()
+            flows = _clip_flows(crops.permute(0, 2, 3, 1).numpy(), idx, frames, preset)
+            seconds += time.perf_counter() - start
+            parts["flows"].append(torch.from_numpy(flows).permute(0, 3, 1, 2).half())
         parts["frames"].append(crops)
-        parts["flows"].append(torch.from_numpy(flows).permute(0, 3, 1, 2).half())
         parts["kp"].append(sample["keypoints_2d"])
         parts["vis"].append(sample["visibility"])
         parts["idx"].append(torch.from_numpy(idx))
-    stacked = {k: torch.stack(v) for k, v in parts.items()}
+    stacked = {k: torch.stack(v) for k, v in parts.items() if v}
+    if cached is None:
+        _write_cached_flows(cache, stacked["flows"])
+    else:
+        stacked["flows"] = cached
     return Clips(
-        stacked["frames"], stacked["flows"], stacked["kp"], stacked["vis"], stacked["idx"], seconds
+        stacked["frames"],
+        stacked["flows"],
+        stacked["kp"],
+        stacked["vis"],
+        stacked["idx"],
+        seconds,
+        cached is not None,
     )
 
 
@@ -225,13 +321,16 @@ class TemporalPoseModel(nn.Module):
         encoder: :class:`~css_pose.models.encoders.Encoder`.
         head: :class:`~css_pose.models.heads.HeatmapHead` on it (one or two stages).
         frames: n neighbours each side; T = 2n + 1, the centre frame at index n.
-        pooling: "parametric" (one :class:`ParametricPooling` per stage, starting at the centre),
-            "average" (over the valid warped samples) or "none" (the centre's own heatmaps).
+        pooling: "parametric" (one :class:`ParametricPooling` per stage), "average" (over the
+            valid warped samples) or "none" (the centre's own heatmaps).
         warp: align the neighbours by flow before pooling; False pools them unaligned.
         input_flow: instead, run the network on the centre crop only with the flows to t - 1
             and t + 1 (clip indices n - 1, n + 1) as 4 more input channels: ``flow_conv``, a
             conv like the encoder's first, zero-initialised, whose output is added to that
             conv's (the same as 4 more input channels of it), so the encoder is unchanged at init.
+        centre_weight: parametric pooling's initial weight of the centre frame; the other
+            2n frames share the rest equally (1.0: the centre frame's heatmaps; 1 / T: the
+            plain average, unmasked).
 
     ``forward(clip (B, T, 3, S, S) in [0, 1], flows (B, T, 2, S, S) px)`` returns ``heatmaps``
     (B, J, h, w), the pooled last stage; ``stages``, every pooled stage; ``frame_stages``, every
@@ -246,6 +345,7 @@ class TemporalPoseModel(nn.Module):
         pooling: str = "parametric",
         warp: bool = True,
         input_flow: bool = False,
+        centre_weight: float = 1.0,
     ):
         super().__init__()
         if frames < 1:
@@ -259,8 +359,10 @@ class TemporalPoseModel(nn.Module):
         # Everything the per-frame network does not have, saved beside it in head.pt.
         self.temporal = nn.ModuleDict()
         if pooling == "parametric":
+            side = (1.0 - centre_weight) / (self.num_frames - 1)
             self.temporal["pool"] = nn.ModuleList(
-                ParametricPooling(self.num_frames, head.num_joints) for _ in range(num_stages)
+                ParametricPooling(self.num_frames, head.num_joints, centre_weight, side)
+                for _ in range(num_stages)
             )
         if input_flow:
             conv = _first_conv(encoder)
@@ -280,6 +382,7 @@ class TemporalPoseModel(nn.Module):
             temporal["pooling"],
             temporal["warp"],
             temporal["input_flow"],
+            temporal.get("centre_weight", 1.0),  # head.pt files before this key: 1.0
         )
 
     def encoder_input(self, clip: torch.Tensor, flows: torch.Tensor) -> torch.Tensor:
@@ -471,7 +574,12 @@ def train_temporal(
             cached_stages(model, clips, True, cfg.batch_size, device) if cfg.flip_train else plain
         )
         cache = [plain, mirrored]
-    groups = [{"params": [*model.head.parameters(), *model.temporal.parameters()], "lr": cfg.lr}]
+    named = list(model.temporal.named_parameters())
+    pool = [p for name, p in named if name.startswith("pool.")]
+    other = [p for name, p in named if not name.startswith("pool.")]
+    groups = [{"params": [*model.head.parameters(), *other], "lr": cfg.lr}]
+    if pool:
+        groups.append({"params": pool, "lr": cfg.lr * cfg.temporal.pool_lr_scale})
     if finetune:
         groups.append({"params": model.encoder.parameters(), "lr": cfg.lr * cfg.encoder_lr_scale})
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
@@ -698,6 +806,7 @@ def run_temporal_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun
         "metrics": metrics,
         "cost": temporal_cost(model, model.encoder.in_size),
         "flow_seconds": {"labeled": train.flow_seconds, "test": test.flow_seconds},
+        "flows_cached": {"labeled": train.flows_cached, "test": test.flows_cached},
         "git_commit": git_commit(),
     }
     (run_dir / "result.json").write_text(json.dumps(result, indent=2))
@@ -712,13 +821,18 @@ def run_temporal_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun
 def format_temporal_result(r: dict) -> str:
     """:func:`~css_pose.heads2d.format_result` with a line on the clips and the flow time."""
     t, flow = r["config"]["temporal"], r["flow_seconds"]
+    cached = r.get("flows_cached", {})
+
+    def seconds(part: str) -> str:
+        return "read from the cache" if cached.get(part) else f"{flow[part]:.2f} s"
+
     per_clip = f" per clip of {2 * t['frames'] + 1} crops (flow not counted)"
     lines = format_result(r).replace(" per crop", per_clip).split("\n")
     kind = "flow at the input" if t["input_flow"] else f"{t['pooling']} pooling"
     lines.insert(
         -2,
         f"  temporal   : n={t['frames']} step {t['step']}, {kind}, warp {t['warp']}; DIS "
-        f"{t['flow_preset']} flow precompute {flow['labeled']:.2f} s labeled + "
-        f"{flow['test']:.2f} s test",
+        f"{t['flow_preset']} flow precompute: labeled {seconds('labeled')}, test "
+        f"{seconds('test')}",
     )
     return "\n".join(lines)

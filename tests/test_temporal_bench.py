@@ -39,9 +39,12 @@ def test_quick_benchmark_table_and_reuse(tmp_path, capsys):
         assert part in text, text
     timing = summary["timing"]
     assert timing["single_fps"] > 0 and timing["clip_fps"] > 0 and 0 < timing["flow_share"] < 1
-    # Flows were computed for the clip variants only.
-    flows = summary["flow_seconds"]
-    assert flows["single frame"] == [None] and flows["parametric pooling"][0]["labeled"] > 0
+    # Flows were computed for the clip variants only: by the first, then read from its cache.
+    flows, cached = summary["flow_seconds"], summary["flows_cached"]
+    assert flows["single frame"] == [None] and cached["single frame"] == [None]
+    assert flows["flow at the input"][0]["labeled"] > 0
+    assert cached["flow at the input"] == [{"labeled": False, "test": False}]
+    assert cached["parametric pooling"] == [{"labeled": True, "test": True}]
     capsys.readouterr()
     again = bench.main(args)
     assert "reusing" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from unittest import mock
 
 import cv2
 import numpy as np
@@ -119,7 +120,8 @@ def test_run_end_to_end_writes_pck(temporal_run):
     assert saved["train_loss"][-1] < saved["train_loss"][0]
     assert saved["n_labeled"] > 0 and saved["n_test_frames"] > 0
     assert saved["config"]["temporal"]["frames"] == 1
-    assert saved["flow_seconds"]["labeled"] > 0 and saved["flow_seconds"]["test"] > 0
+    for part in ("labeled", "test"):  # computed, or read from an earlier test's cache
+        assert saved["flow_seconds"][part] > 0 or saved["flows_cached"][part]
     assert saved["cost"]["head_gflops"] > 0 and saved["cost"]["encoder_gflops"] > 0
     for name in ("images/test_predictions.png", "images/test_heatmaps.png", "head.pt"):
         assert (run_dir / name).stat().st_size > 0
@@ -151,6 +153,34 @@ def test_parametric_pooling_at_init_is_the_single_frame_output():
     # Exactly, in fp32 on the CPU: weights 0 on the neighbours, 1 on the centre, bias 0.
     for a, b in zip(got["stages"], expected["stages"], strict=True):
         assert torch.equal(a, b), (a - b).abs().max()
+
+
+def test_centre_weight_of_one_third_starts_as_the_average_of_three_frames():
+    _, average, _ = tiny_model("average", warp_maps=False)
+    third = TemporalPoseModel(average.encoder, average.head, 1, "parametric", False,
+                              centre_weight=1 / 3).eval()  # fmt: skip
+    clip, flows = torch.rand(2, 3, 3, 32, 32), 2 * torch.randn(2, 3, 2, 32, 32)
+    with torch.no_grad():
+        a, b = average(clip, flows), third(clip, flows)
+    for x, y in zip(a["stages"], b["stages"], strict=True):
+        assert torch.allclose(x, y, atol=1e-6)
+
+
+def test_pool_lr_scale_sets_the_pooling_weights_learning_rate(root, tmp_path):
+    seen = {}
+    real = torch.optim.AdamW
+
+    def spy(groups, **kwargs):
+        groups = [dict(g, params=list(g["params"])) for g in groups]
+        seen["groups"] = [(len(g["params"]), g["lr"]) for g in groups]
+        return real(groups, **kwargs)
+
+    argv = head_args(root, tmp_path, **{"temporal.pool_lr_scale": 10, "epochs": 1})
+    with mock.patch("torch.optim.AdamW", spy):
+        run_head(load_head_config(argv), argv)
+    # the pooling of both stages (a weight and a bias each) at 10x lr, the rest at lr
+    assert (4, 5e-3 * 10) in seen["groups"], seen["groups"]
+    assert all(lr in (5e-3, 5e-2) for _, lr in seen["groups"])
 
 
 def test_average_without_warping_is_the_mean_of_the_frames():
@@ -228,6 +258,34 @@ def test_clip_at_the_first_frame_repeats_it(root):
     assert torch.equal(clips.images([0])[0, 2], centre["frames"][0])  # frame mode's own crop
 
 
+def test_flows_are_cached_beside_the_crop_store(root, tmp_path):
+    argv = head_args(root, Path("unused"), **{"data.store_dir": str(tmp_path / "stores")})
+    dataset = frame_datamodule(load_head_config(argv)).probe_dataloader("train").dataset
+    assert dataset.store is not None
+    rows = [0, 3, 5]
+    first = load_clips(dataset, rows, frames=1, step=2, preset="fast")
+    assert not first.flows_cached and first.flow_seconds > 0
+    (path,) = (dataset.store.directory / "flows").glob("*.npy")
+    again = load_clips(dataset, rows, frames=1, step=2, preset="fast")
+    assert again.flows_cached and again.flow_seconds == 0
+    assert torch.equal(again.flows, first.flows) and torch.equal(again.frames, first.frames)
+    # Other clips, another preset or step: another file.
+    other = load_clips(dataset, rows, frames=1, step=1, preset="fast")
+    assert not other.flows_cached
+    assert len(list(path.parent.glob("*.npy"))) == 2
+    # A damaged file is reported and recomputed, then rewritten.
+    path.write_bytes(b"not a numpy file")
+    with pytest.warns(UserWarning, match="unreadable"):
+        redone = load_clips(dataset, rows, frames=1, step=2, preset="fast")
+    assert not redone.flows_cached and torch.equal(redone.flows, first.flows)
+    assert load_clips(dataset, rows, frames=1, step=2, preset="fast").flows_cached
+    # Flows of an older version of the store are removed when new ones are written.
+    stale = path.parent / "0123456789abcdef-0123456789abcdef.npy"
+    np.save(stale, np.zeros(1, np.float16))
+    load_clips(dataset, [1], frames=1, step=2, preset="fast")
+    assert not stale.exists()
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -236,6 +294,8 @@ def test_clip_at_the_first_frame_repeats_it(root):
         ("temporal.pooling=max", "temporal.pooling=max is not one of parametric|average|none"),
         ("temporal.flow_preset=slow", "temporal.flow_preset=slow is not one of"),
         ("temporal.warp=maybe", "temporal.warp=maybe is not one of true|false"),
+        ("temporal.centre_weight=1.5", "temporal.centre_weight=1.5 must be a number in [0, 1]"),
+        ("temporal.pool_lr_scale=0", "temporal.pool_lr_scale=0 must be a number > 0"),
         ("head=composite", "needs head=heatmap"),
         ("temporal.input_flow=true", "temporal.input_flow=true stacks"),
         ("augment.scale=0.1", "augment.* must be 0"),

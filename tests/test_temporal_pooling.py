@@ -21,6 +21,16 @@ def test_parametric_pooling_starts_as_the_centre_frame():
     assert torch.allclose(ParametricPooling(5, 3, centre_init=0.5)(aligned), 0.5 * aligned[:, 2])
 
 
+def test_parametric_pooling_neighbour_init_spreads_the_weight():
+    torch.manual_seed(3)
+    aligned = torch.randn(2, 5, 3, 6, 7)
+    got = ParametricPooling(5, 3, centre_init=0.2, neighbour_init=0.2)(aligned)
+    assert torch.allclose(got, average_pooling(aligned), atol=1e-6)
+    got = ParametricPooling(5, 3, centre_init=0.6, neighbour_init=0.1)(aligned)
+    expected = 0.6 * aligned[:, 2] + 0.1 * (aligned.sum(1) - aligned[:, 2])
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
 def test_parametric_pooling_is_a_per_joint_weighted_sum():
     torch.manual_seed(1)
     pool = ParametricPooling(3, 4)

@@ -174,7 +174,7 @@ def _write(fd: int, data: bytes | memoryview, offset: int) -> None:
 class CropStore:
     """Person crops of a list of videos, read by row; build or reuse one with :meth:`build`.
 
-    Attributes: ``directory``; ``size`` (training crop side S, px); ``margin``; ``side``
+    Attributes: ``directory``; ``key`` (the full key of meta.json); ``size`` (training crop side S, px); ``margin``; ``side``
     (= round(S * margin), stored crop side, px); ``box_pad``; ``num_rows``; ``failed``
     (path -> why, videos that did not decode and have no rows).
     """
@@ -182,6 +182,7 @@ class CropStore:
     def __init__(self, directory: Path, meta: dict):
         self.directory = Path(directory)
         key = meta["key"]
+        self.key = key  # what the store holds, videos' versions included
         self.size, self.margin, self.box_pad = key["size"], key["margin"], key["box_pad"]
         self.side = meta["side"]
         self.num_rows = meta["shape"][0]

@@ -35,14 +35,15 @@ class ParametricPooling(nn.Module):
 
     ``out[b, j] = sum_t weight[j, t] * aligned[b, t, j] + bias[j]``, as a grouped 1x1 convolution
     (groups = J over J * T channels, each group the T frames of one joint). The weights start at
-    ``centre_init`` on the centre frame and 0 elsewhere, the bias at 0, so with the default 1.0 the
-    output at initialisation is exactly the centre frame's heatmaps (in fp32; a TF32 convolution
-    on a GPU rounds them).
+    ``centre_init`` on the centre frame and ``neighbour_init`` on every other frame, the bias at
+    0, so with the defaults (1, 0) the output at initialisation is exactly the centre frame's
+    heatmaps (in fp32; a TF32 convolution on a GPU rounds them).
 
     Args:
         num_frames: T = 2n + 1, odd; the centre frame is index n.
         num_joints: J.
         centre_init: initial weight of the centre frame.
+        neighbour_init: initial weight of each other frame.
         bias: learn a per-joint bias.
     """
 
@@ -51,6 +52,7 @@ class ParametricPooling(nn.Module):
         num_frames: int,
         num_joints: int = NUM_JOINTS,
         centre_init: float = 1.0,
+        neighbour_init: float = 0.0,
         bias: bool = True,
     ):
         super().__init__()
@@ -63,7 +65,7 @@ class ParametricPooling(nn.Module):
         self.centre = num_frames // 2
         self.conv = nn.Conv2d(num_joints * num_frames, num_joints, 1, groups=num_joints, bias=bias)
         with torch.no_grad():
-            self.conv.weight.zero_()  # (J, T, 1, 1)
+            self.conv.weight.fill_(neighbour_init)  # (J, T, 1, 1)
             self.conv.weight[:, self.centre] = centre_init
             if bias:
                 self.conv.bias.zero_()
