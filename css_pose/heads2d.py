@@ -30,6 +30,7 @@ from tqdm import tqdm
 from css_pose.checkpoint import CheckpointError
 from css_pose.codecs import CompositeCodec, HeatmapCodec, RegressionCodec
 from css_pose.config import ConfigError, compose_config, parse_cli, run_friendly
+from css_pose.layouts import CANONICAL, LayoutMismatchError, check_layout
 from css_pose.linear_probe import (
     epoch_budget,
     frame_videos,
@@ -209,6 +210,7 @@ def save_pose_model(
         "format": POSE_MODEL_FORMAT,
         "version": 1,
         "joints": list(JOINT_NAMES),
+        "layout": CANONICAL,  # css_pose.layouts
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "head_config": {k: cfg[k] for k in HEAD_KEYS},
         "crop": {"size": int(model.encoder.in_size), "box_pad": box_pad},
@@ -250,6 +252,10 @@ def load_pose_model(path: str | Path, device: str | torch.device = "cpu"):
         raise CheckpointError(
             f"{path}: not a css_pose 2D pose model (head.pt written by train_head.py).{hint}"
         )
+    try:
+        check_layout(payload.get("layout"), CANONICAL, str(path))
+    except LayoutMismatchError as e:
+        raise CheckpointError(str(e)) from None
     if list(payload["joints"]) != list(JOINT_NAMES):
         raise CheckpointError(
             f"{path}: skeleton mismatch: the model predicts {len(payload['joints'])} joints "

@@ -78,6 +78,7 @@ from css_pose.data.backends import (
 )
 from css_pose.data.transforms import crop_matrix, transform_points, warp_crop, whole_frame_box
 from css_pose.heads2d import load_pose_model, predict
+from css_pose.layouts import CANONICAL
 from css_pose.skeleton import JOINT_NAMES, NUM_JOINTS
 from css_pose.temporal2d import _clip_flows, clip_frame_indices, predict_clip
 from css_pose.viz import draw_skeleton
@@ -571,6 +572,7 @@ def run_predict(
         "height": source.height,
         "fps": float(source.fps),
         "joints": list(JOINT_NAMES),
+        "layout": CANONICAL,  # css_pose.layouts: read keypoints.json with this layout
         "boxes": str(boxes_path) if boxes_path else "whole frame",
         "people": len(entries),
         "frames_with_people": len(best),
@@ -634,6 +636,7 @@ def write_pose3d(
         {
             "units": "mm, root-relative, camera axes (x right, y down, z forward)",
             "joints": list(JOINT_NAMES),
+            "layout": CANONICAL,
             "lifter": str(lifter_path),
             "lifter_test_metrics": lifter_payload.get("result", {}),
             "frames": [

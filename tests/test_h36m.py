@@ -20,6 +20,7 @@ from css_pose.data.h36m import (
     world_to_camera,
 )
 from css_pose.data.synthetic import generate_dataset
+from css_pose.layouts import LayoutMismatchError
 
 ACTIONS = ("Walking", "Walking 1")
 
@@ -106,14 +107,34 @@ def test_action_wise_mean_weights_frames_within_and_actions_equally():
     assert mean == pytest.approx(28.75)
 
 
+def _write_2d(path, positions_2d, metadata):
+    np.savez(path, positions_2d=np.array(positions_2d, dtype=object),
+             metadata=np.array(metadata, dtype=object))  # fmt: skip
+    return path
+
+
 def test_wrong_joint_count_is_an_error(fake_h36m, tmp_path):
     path_3d, _, _, positions_2d = fake_h36m
-    bad = tmp_path / "bad_2d.npz"
-    metadata = {"layout_name": "coco", "num_joints": 16, "keypoints_symmetry": [[], []]}
-    np.savez(bad, positions_2d=np.array(positions_2d, dtype=object),
-             metadata=np.array(metadata, dtype=object))  # fmt: skip
+    metadata = {"layout_name": "h36m", "num_joints": 16, "keypoints_symmetry": [[], []]}
+    bad = _write_2d(tmp_path / "bad_2d.npz", positions_2d, metadata)
     with pytest.raises(ValueError, match="17 2D joints"):
         load_videopose3d(path_3d, bad)
+
+
+def test_coco_ordered_2d_is_refused_with_both_layouts_named(fake_h36m, tmp_path):
+    """VideoPose3D's COCO detections have 17 joints too: the joint count cannot catch them."""
+    path_3d, _, _, positions_2d = fake_h36m
+    metadata = {"layout_name": "coco", "num_joints": 17, "keypoints_symmetry": [[1], [2]]}
+    coco = _write_2d(tmp_path / "data_2d_h36m_detectron_pt_coco.npz", positions_2d, metadata)
+    with pytest.raises(LayoutMismatchError) as err:
+        load_videopose3d(path_3d, coco)
+    text = str(err.value)
+    assert str(coco) in text and "COCO-17" in text and "Human3.6M-17" in text, text
+    assert "css_pose.layouts.convert" in text
+    metadata["layout_name"] = "openpose25"
+    other = _write_2d(tmp_path / "other.npz", positions_2d, metadata)
+    with pytest.raises(ValueError, match="layout_name='openpose25' is not one of h36m, coco"):
+        load_videopose3d(path_3d, other)
 
 
 def test_synthetic_export_round_trip(tmp_path):

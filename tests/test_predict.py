@@ -147,6 +147,12 @@ def test_bad_inputs_name_the_file(trained, css_ckpt, tmp_path, capsys):  # noqa:
     save_torch_file(payload, tmp_path / "penn.pt")  # a valid file with another skeleton
     with pytest.raises(CheckpointError, match="skeleton mismatch"):
         load_pose_model(tmp_path / "penn.pt")
+    payload = torch.load(model, weights_only=True)
+    assert payload["layout"] == "h36m17"
+    payload["layout"] = "coco17"
+    save_torch_file(payload, tmp_path / "coco.pt")  # 17 joints, but in COCO's order
+    with pytest.raises(CheckpointError, match=r"coco.pt holds COCO-17 keypoints .* Human3.6M-17"):
+        load_pose_model(tmp_path / "coco.pt")
     (tmp_path / "dets.json").write_text('[{"image_id": 0}]')
     with pytest.raises(ValueError, match="dets.json: entry 0"):
         load_detections(tmp_path / "dets.json")

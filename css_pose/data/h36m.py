@@ -27,7 +27,26 @@ from pathlib import Path
 
 import numpy as np
 
+from css_pose.layouts import CANONICAL, check_layout
 from css_pose.skeleton import JOINT_NAMES, NUM_JOINTS
+
+# VideoPose3D's ``metadata["layout_name"]`` -> css_pose.layouts name. Its COCO detections (e.g.
+# data_2d_h36m_detectron_pt_coco.npz) have 17 joints too, in COCO's order: without this check they
+# would pass for Human3.6M and give random 3D.
+VIDEOPOSE3D_LAYOUTS = {"h36m": "h36m17", "coco": "coco17"}
+
+
+def videopose3d_layout(metadata: dict, path: str | Path) -> str:
+    """The css_pose layout of a VideoPose3D 2D file's ``metadata``; ValueError naming the file
+    when its ``layout_name`` is missing or unknown."""
+    name = metadata.get("layout_name")
+    if name not in VIDEOPOSE3D_LAYOUTS:
+        raise ValueError(
+            f"{path}: metadata layout_name={name!r} is not one of "
+            f"{', '.join(VIDEOPOSE3D_LAYOUTS)}; css_pose cannot tell its joint order"
+        )
+    return VIDEOPOSE3D_LAYOUTS[name]
+
 
 # Human3.6M 32-joint indices of our 17 joints, in our canonical order.
 H36M_32_TO_17: tuple[int, ...] = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)
@@ -206,6 +225,7 @@ def load_videopose3d(
     positions_3d = _load_dict(path_3d, "positions_3d")
     positions_2d = _load_dict(path_2d, "positions_2d")
     metadata = _load_dict(path_2d, "metadata")
+    check_layout(videopose3d_layout(metadata, path_2d), CANONICAL, str(path_2d))
     if int(metadata["num_joints"]) != NUM_JOINTS:
         raise ValueError(f"{path_2d}: expected {NUM_JOINTS} 2D joints, metadata says {metadata}")
     cameras = _camera_table(path_3d)
