@@ -1,4 +1,5 @@
-"""The ``css-pose`` console script: ``css-pose predict ...`` and ``css-pose report RUN_DIR``.
+"""The ``css-pose`` console script: ``css-pose predict ...``, ``css-pose report RUN_DIR`` and
+``css-pose inspect PATH``.
 
 Training entry points stay scripts (``python train.py``, ``python train_head.py``,
 ``python linear_probe.py``) so that Hydra-style ``key=value`` overrides read naturally.
@@ -14,6 +15,8 @@ commands:
   predict   run a trained 2D pose model (train_head.py's head.pt) over a video:
             keypoints JSON (COCO results), skeleton-overlay mp4, optional 3D plot
   report    static HTML report of a run folder (train.py, linear_probe.py or train_head.py)
+  inspect   what css_pose finds in video folders and COCO / PoseTrack keypoint files, and
+            every problem, one line each (exit 1 when something is unusable)
 
 css-pose COMMAND --help shows the command's options.
 """
@@ -32,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         from css_pose.predict import main as run
     elif command == "report":
         from css_pose.report import main as run
+    elif command == "inspect":
+        from css_pose.inspection import main as run
     else:
         print(f"css-pose: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
