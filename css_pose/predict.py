@@ -28,7 +28,8 @@ video's length; the outputs are the same as a single-frame model's, and ``meta.j
 Frame indices come from the frames' timestamps (frame ``i`` is shown at ``start + i / fps``, as in
 css_pose.data.backends), not from counting decoded frames: a frame that does not decode (a damaged
 packet) keeps its index, so later frames and their ``--boxes`` stay aligned. Such frames are listed
-in a warning and in ``meta.json``.
+in a warning and in ``meta.json``. ``--video`` may also be a folder of numbered frames
+(:mod:`css_pose.data.backends`): frame ``i`` is its i-th image, at 30 frames/s.
 
 Writes into ``--out``:
 
@@ -63,6 +64,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import torch
 from einops import rearrange
@@ -70,11 +72,14 @@ from tqdm import tqdm
 
 from css_pose.config import configure_threads
 from css_pose.data.backends import (
+    FRAME_FOLDER_FPS,
+    FrameFolderReader,
     VideoReadError,
     VideoWriter,
     _decode,
     _open_container,
     _PtsToIndex,
+    frame_files,
 )
 from css_pose.data.transforms import crop_matrix, transform_points, warp_crop, whole_frame_box
 from css_pose.heads2d import load_pose_model, predict
@@ -171,7 +176,10 @@ class VideoStream:
     _stream: av.video.stream.VideoStream
 
     @classmethod
-    def open(cls, path: str | Path) -> VideoStream:
+    def open(cls, path: str | Path) -> VideoStream | FrameFolderStream:
+        """The stream of a video file, or of a frame folder (:mod:`css_pose.data.backends`)."""
+        if Path(path).is_dir():
+            return FrameFolderStream.open(path)
         container, stream = _open_container(str(path))
         rate = stream.average_rate or stream.guessed_rate or 30
         stream.codec_context.thread_type = "AUTO"
@@ -217,6 +225,39 @@ class VideoStream:
 
     def close(self) -> None:
         self._container.close()
+
+
+@dataclass
+class FrameFolderStream:
+    """:class:`VideoStream` of a folder of numbered frames: frame i is its i-th image; an image
+    that does not decode (or has another size than the first) leaves a gap, as a damaged packet
+    does in a video file."""
+
+    path: str
+    width: int
+    height: int
+    fps: Fraction
+    reported_frames: int
+    _files: list[str]
+
+    @classmethod
+    def open(cls, path: str | Path) -> FrameFolderStream:
+        files = frame_files(path)
+        if not files:
+            raise VideoReadError(f"{path}: a folder without numbered images (e.g. 000001.jpg)")
+        reader = FrameFolderReader(path, num_frames=1)  # size from the first image
+        width, height = reader.size
+        return cls(str(path), width, height, Fraction(FRAME_FOLDER_FPS), len(files), files)
+
+    def frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        for index, file in enumerate(self._files):
+            image = cv2.imread(file, cv2.IMREAD_COLOR)
+            if image is None or image.shape[:2] != (self.height, self.width):
+                continue
+            yield index, cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    def close(self) -> None:
+        pass
 
 
 # --- the pass over the video ----------------------------------------------------------------------
@@ -746,7 +787,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--model", "--ckpt", dest="model", required=True,
                         help="head.pt written by train_head.py")  # fmt: skip
-    parser.add_argument("--video", required=True, help="input video (any length and size)")
+    parser.add_argument(
+        "--video",
+        required=True,
+        help="input video (any length and size), or a folder of numbered frames",
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
         "--boxes",

@@ -60,6 +60,43 @@ def write_detections(path: Path, boxes: np.ndarray) -> Path:
     return path
 
 
+def test_frame_folder_predicts_like_its_video_and_reads_back_as_coco(trained, probe_root, tmp_path):  # noqa: F811
+    """A folder of the video's frames (lossless PNG) is a video to predict: same keypoints; and
+    keypoints.json read back through the COCO reader is what predict wrote."""
+    import cv2
+
+    from css_pose.data.coco import read_coco
+
+    model, _ = trained
+    video, labels = labeled_test_video(probe_root)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    stream = VideoStream.open(video)
+    for index, frame in stream.frames():
+        cv2.imwrite(str(folder / f"{index + 1:06d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    stream.close()
+    boxes = write_detections(tmp_path / "dets.json", labels["bboxes"])
+    outs = {}
+    for name, source in (("video", video), ("folder", folder)):
+        outs[name] = tmp_path / name
+        assert cli(["predict", "--model", str(model), "--video", str(source), "--boxes",
+                    str(boxes), "--out", str(outs[name])]) == 0  # fmt: skip
+    a = json.loads((outs["video"] / "keypoints.json").read_text())
+    b = json.loads((outs["folder"] / "keypoints.json").read_text())
+    assert len(a) == len(b) == len(labels["bboxes"])
+    for x, y in zip(a, b, strict=True):
+        assert x["image_id"] == y["image_id"]
+        assert np.allclose(x["keypoints"], y["keypoints"], atol=0.02)
+    meta = json.loads((outs["folder"] / "meta.json").read_text())
+    assert meta["layout"] == "h36m17" and meta["frames"] == len(labels["bboxes"])
+    read = read_coco(outs["folder"] / "keypoints.json", layout=meta["layout"])
+    for entry, person in zip(b, read.people, strict=True):
+        triples = np.asarray(entry["keypoints"]).reshape(17, 3)
+        assert person.image_id == entry["image_id"] and person.score == entry["score"]
+        assert np.array_equal(person.keypoints, triples[:, :2])
+        assert np.allclose(person.scores, triples[:, 2])
+
+
 def test_predict_matches_ground_truth_within_measured_accuracy(trained, probe_root, tmp_path):  # noqa: F811
     model, result = trained
     video, labels = labeled_test_video(probe_root)

@@ -1,8 +1,9 @@
 """Find the videos under a root, measure what really decodes, and split them by video.
 
-``index_videos(root)`` scans ``root`` recursively for video files, decodes each one once to count
-its frames (so truncated files report their real length), validates the annotation npz beside it
-(same stem, same folder), and caches the result in the user cache
+``index_videos(root)`` scans ``root`` recursively for video files and frame folders
+(:mod:`css_pose.data.backends`), decodes each one once to count its frames (so truncated files
+report their real length), validates the annotation npz beside it (same stem, same folder; for
+a frame folder ``<folder>.npz``), and caches the result in the user cache
 (``$XDG_CACHE_HOME/css_pose/index-<hash of the root>.json``), never in the root: a folder of the
 user's videos is only read. Cache entries are reused while the file's size and modification time
 are unchanged. Files that cannot be used are skipped with one warning listing
@@ -19,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from css_pose.data.backends import VideoInfo, VideoReadError, probe_video
+from css_pose.data.backends import VideoInfo, VideoReadError, is_frame_folder, probe_video
 from css_pose.data.loading import AnnotationError, load_annotation
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -157,9 +158,14 @@ def _read_manifest(root: Path) -> dict[str, dict]:
 
 
 def _scan(root: Path) -> list[str]:
+    """Video files and frame folders under ``root`` (relative posix paths, sorted); a frame
+    folder is one video, not searched further."""
     found = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        frame_folders = [d for d in dirs if is_frame_folder(Path(folder) / d)]
+        found.extend((Path(folder) / d).relative_to(root).as_posix() for d in frame_folders)
+        dirs[:] = [d for d in dirs if d not in frame_folders]
         for name in files:
             if name.lower().endswith(VIDEO_EXTENSIONS) and not name.startswith("."):
                 found.append((Path(folder) / name).relative_to(root).as_posix())
@@ -251,7 +257,8 @@ def index_videos(
         shown = "; ".join(f"{rel}: {why}" for rel, why in list(problems.items())[:3])
         more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
         raise VideoIndexError(
-            f"no usable video under {root} (looked recursively for {', '.join(VIDEO_EXTENSIONS)}"
+            f"no usable video under {root} (looked recursively for {', '.join(VIDEO_EXTENSIONS)} "
+            "and folders of numbered frames"
             + (f"; {len(problems)} file(s) unusable: {shown}{more}" if problems else "")
             + ")"
         )
