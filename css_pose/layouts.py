@@ -15,7 +15,7 @@ Joint names are shared across layouts only where the point is the same one:
 - ``pelvis`` and ``thorax``: Human3.6M and MPII;
 - ``nose``, the eyes and ears: COCO (and the nose of PoseTrack).
 Points with no counterpart keep their own names and do not convert: Human3.6M's "neck" (near the
-nose, see :mod:`css_pose.data.synthetic.body`) and "spine", MPII's "upper_neck", JHMDB's "neck",
+nose, see :mod:`css_pose.data.synthetic.body`; named ``neck_nose`` here) and "spine", MPII's "upper_neck", JHMDB's "neck",
 "belly" and "face", Penn Action's "head" (the head's centre) and PoseTrack's "head_bottom".
 
 The canonical layout of css_pose is ``h36m17`` (:mod:`css_pose.skeleton`).
@@ -107,8 +107,10 @@ def _side_chain(*parts: str) -> list[tuple[str, str]]:
 
 _ARMS_LEGS = _side_chain("shoulder", "elbow", "wrist") + _side_chain("hip", "knee", "ankle")
 
-# Human3.6M: css_pose's own skeleton, whose "head" is the top of the skull.
-_H36M = tuple("head_top" if n == "head" else n for n in skeleton.JOINT_NAMES)
+# Human3.6M: css_pose's own skeleton, whose "head" is the top of the skull and whose "neck" sits
+# near the nose (VideoPose3D calls it "neck/nose"): not JHMDB's neck, so it is named apart.
+_H36M_NAMES = {"head": "head_top", "neck": "neck_nose"}
+_H36M = tuple(_H36M_NAMES.get(n, n) for n in skeleton.JOINT_NAMES)
 _COCO = (
     "nose", "l_eye", "r_eye", "l_ear", "r_ear",
     "l_shoulder", "r_shoulder", "l_elbow", "r_elbow", "l_wrist", "r_wrist",

@@ -43,6 +43,9 @@ def test_layouts_have_their_datasets_joint_counts_and_mirror_cleanly():
     h36m = get_layout("h36m17")
     assert (h36m.flip_permutation() == skeleton.flip_permutation()).all()
     assert h36m.joints[skeleton.JOINT_NAMES.index("head")] == "head_top"
+    assert h36m.joints[skeleton.JOINT_NAMES.index("neck")] == "neck_nose"
+    # JHMDB's neck (the neck's base) is not Human3.6M's neck (near the nose): no conversion.
+    assert joint_map("jhmdb15", "h36m17")[skeleton.JOINT_NAMES.index("neck")] == -1
     # File positions of a few joints, as each dataset documents them.
     assert get_layout("coco17").index("l_wrist") == 9
     assert (
@@ -81,7 +84,7 @@ def test_coco_to_h36m_to_coco_keeps_the_shared_joints_exactly():
     # MPII's head top is Human3.6M's head joint; its upper neck has no counterpart.
     index = joint_map("mpii16", "h36m17")
     assert index[h36m.index("head_top")] == get_layout("mpii16").index("head_top")
-    assert index[h36m.index("neck")] == -1
+    assert index[h36m.index("neck_nose")] == -1
     # 3D works the same way.
     kp3, _ = convert(rng.normal(size=(2, 17, 3)), None, "h36m17", "penn13")
     assert kp3.shape == (2, 13, 3) and np.isnan(kp3[:, 0]).all()  # Penn's head: the centre
@@ -169,7 +172,7 @@ def test_posetrack_2018_file_reads_with_frames_tracks_and_unlabelled_frames(tmp_
     h36m_kp, h36m_vis = convert(person.keypoints, person.visibility, got.layout, "h36m17")
     h36m = get_layout("h36m17")
     assert h36m_kp[h36m.index("head_top")].tolist() == [12.0, 22.0]
-    assert h36m_vis[h36m.index("neck")] == 0
+    assert h36m_vis[h36m.index("neck_nose")] == 0
     write_coco(tmp_path / "again.json", got.layout, got.images.values(), got.people)
     again = read_coco(tmp_path / "again.json")
     assert [im.labeled for im in again.images.values()] == [True, False, True, False]
