@@ -281,3 +281,56 @@ def test_writer_refuses_keypoints_of_another_layout(tmp_path):
     with pytest.raises(ValueError, match="are not COCO-17"):
         write_coco(tmp_path / "x.json", "coco17", images, people)
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def _mpii_record(image="015601864.jpg", seed=0) -> dict:
+    rng = np.random.default_rng(seed)
+    joints = rng.uniform(10, 400, (16, 2))
+    joints[9] = -1  # an unlabelled head top, as MPII writes it
+    vis = np.ones(16)
+    vis[9] = 0
+    return {"image": image, "center": [200.5, 180.0], "scale": 2.1,
+            "joints": joints.tolist(), "joints_vis": vis.tolist()}  # fmt: skip
+
+
+def test_mpii_json_reads_and_converts(tmp_path):
+    from css_pose.data.mpii import read_mpii_json
+
+    records = [_mpii_record(), _mpii_record("000001163.jpg", seed=1)]
+    path = tmp_path / "mpii_val.json"
+    path.write_text(json.dumps(records))
+    got = read_mpii_json(path)
+    assert got.layout.name == "mpii16" and len(got.people) == 2 and not got.problems
+    person = got.people[0]
+    assert person.image == "015601864.jpg" and person.scale == 2.1
+    assert person.visibility[9] == 0 and (person.keypoints[9] == 0).all()
+    r_ankle = get_layout("mpii16").index("r_ankle")
+    assert np.allclose(person.keypoints[r_ankle], records[0]["joints"][r_ankle])
+    kp, vis = convert(person.keypoints, person.visibility, got.layout, "h36m17")
+    h36m = get_layout("h36m17")
+    assert vis[h36m.index("head_top")] == 0 and vis[h36m.index("pelvis")] == 1
+    assert np.allclose(kp[h36m.index("r_ankle")], records[0]["joints"][r_ankle])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda r: r.pop("image"), "[0]: field 'image' is missing"),
+        (lambda r: r.update(joints=r["joints"][:15]), "[0] (015601864.jpg): field 'joints' is missing or not 16"),
+        (lambda r: r.update(joints_vis=[1] * 3), "field 'joints_vis' is missing or not 16 numbers"),
+        (lambda r: r["joints"][2].__setitem__(0, float("nan")), "field 'joints' holds NaN"),
+        (lambda r: r.update(scale=-1), "field 'scale' is -1, not a positive number"),
+    ],
+)  # fmt: skip
+def test_malformed_mpii_records_are_named(tmp_path, change, message):
+    from css_pose.data.mpii import MpiiFormatError, read_mpii_json
+
+    bad = _mpii_record()
+    change(bad)
+    path = tmp_path / "mpii.json"
+    path.write_text(json.dumps([bad, _mpii_record("ok.jpg", 2)]))
+    with pytest.raises(MpiiFormatError) as err:
+        read_mpii_json(path)
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value), err.value
+    got = read_mpii_json(path, skip_bad=True)
+    assert [p.image for p in got.people] == ["ok.jpg"] and len(got.problems) == 1
