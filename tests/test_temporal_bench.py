@@ -49,3 +49,42 @@ def test_quick_benchmark_table_and_reuse(tmp_path, capsys):
     again = bench.main(args)
     assert "reusing" in capsys.readouterr().err
     assert again["per_seed"] == summary["per_seed"]
+
+
+def _occluded_module():
+    spec = importlib.util.spec_from_file_location(
+        "temporal_occluded", ROOT / "benchmarks" / "temporal_occluded.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_hidden_joint_scores_and_flow_check_on_known_values():
+    from css_pose.temporal2d import Clips
+
+    occ = _occluded_module()
+    gt = torch.zeros(1, 17, 2)
+    gt[0, :, 0] = torch.arange(17.0)  # visible box 0..9 x 0: threshold 0.1 x 9 = 0.9 px
+    visible = torch.zeros(1, 17, dtype=torch.bool)
+    visible[0, :10] = True
+    inside = torch.ones(1, 17, dtype=torch.bool)
+    inside[0, 16] = False
+    pred = gt.clone()
+    pred[0, 0, 0] += 0.5  # visible, hit
+    pred[0, 1, 0] += 2.0  # visible, miss
+    pred[0, 10, 1] += 1.0  # hidden, miss
+    s = occ.split_pck(pred, gt, visible, inside)
+    assert abs(s["visible"] - 0.9) < 1e-6 and s["visible_count"] == 10
+    assert s["hidden_count"] == 6 and abs(s["hidden"] - 5 / 6) < 1e-6
+    # Flow check: joints move by +1 px in x in the neighbours; a flow of +1 px explains it.
+    n, t, size = 2, 3, 8
+    kp = torch.full((n, t, 17, 2), 3.0)
+    kp[:, [0, 2], :, 0] += 1.0
+    flows = torch.zeros(n, t, 2, size, size, dtype=torch.float16)
+    flows[:, [0, 2], 0] = 1.0
+    clips = Clips(torch.zeros(n, t, 3, size, size, dtype=torch.uint8), flows, kp,
+                  torch.ones(n, t, 17), torch.tensor([[4, 5, 6]] * n), 0.0)  # fmt: skip
+    check = occ.flow_check(clips)
+    assert check["pairs"] == n * 2 * 17
+    assert check["no_motion_epe"] == 1.0 and check["flow_epe"] == 0.0
