@@ -64,7 +64,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 import torch
 from einops import rearrange
@@ -79,6 +78,7 @@ from css_pose.data.backends import (
     _decode,
     _open_container,
     _PtsToIndex,
+    _read_image,
     frame_files,
 )
 from css_pose.data.transforms import crop_matrix, transform_points, warp_crop, whole_frame_box
@@ -251,10 +251,9 @@ class FrameFolderStream:
 
     def frames(self) -> Iterator[tuple[int, np.ndarray]]:
         for index, file in enumerate(self._files):
-            image = cv2.imread(file, cv2.IMREAD_COLOR)
-            if image is None or image.shape[:2] != (self.height, self.width):
-                continue
-            yield index, cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+            image = _read_image(file)
+            if image is not None and image.shape[:2] == (self.height, self.width):
+                yield index, image
 
     def close(self) -> None:
         pass

@@ -16,7 +16,6 @@ of the protocol is :mod:`css_pose.heads2d`'s: labels, flip train and flip test, 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -34,6 +33,7 @@ from torch import nn
 from tqdm import tqdm
 
 from css_pose.config import ConfigError
+from css_pose.data.store import _digest
 from css_pose.flow import DIS_PRESETS, clip_flows, resize_flow, warp
 from css_pose.heads2d import (
     HeadRun,
@@ -175,10 +175,6 @@ def flow_cache_path(dataset, clips: list[tuple[int, int, np.ndarray]], preset: s
         ],
     }
     return store.directory / FLOW_CACHE_DIR / f"{_digest(store.key)}-{_digest(key)}.npy"
-
-
-def _digest(obj) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _read_cached_flows(path: Path | None, shape: tuple[int, ...]) -> torch.Tensor | None:

@@ -12,10 +12,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location(
-        "temporal_2d", ROOT / "benchmarks" / "temporal_2d.py"
-    )
+def _module(name: str = "temporal_2d"):
+    """benchmarks/<name>.py, imported."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -51,19 +50,10 @@ def test_quick_benchmark_table_and_reuse(tmp_path, capsys):
     assert again["per_seed"] == summary["per_seed"]
 
 
-def _occluded_module():
-    spec = importlib.util.spec_from_file_location(
-        "temporal_occluded", ROOT / "benchmarks" / "temporal_occluded.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_hidden_joint_scores_and_flow_check_on_known_values():
     from css_pose.temporal2d import Clips
 
-    occ = _occluded_module()
+    occ = _module("temporal_occluded")
     gt = torch.zeros(1, 17, 2)
     gt[0, :, 0] = torch.arange(17.0)  # visible box 0..9 x 0: threshold 0.1 x 9 = 0.9 px
     visible = torch.zeros(1, 17, dtype=torch.bool)

@@ -56,6 +56,16 @@ def _their_name(name: str) -> str:
     return name
 
 
+def read_json(path: Path, error: type[ValueError]):
+    """The parsed JSON of ``path``; ``error`` naming the file when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise error(f"{path}: not readable as JSON ({e})") from None
+
+
 def layout_from_names(names: Iterable[str]) -> Layout:
     """The layout whose joints are ``names`` in this order (COCO spelling "left_x" or ours
     "l_x"); CocoFormatError listing the known layouts when none is."""
@@ -163,12 +173,7 @@ def read_coco(
             record (without ``skip_bad``); the message names the file, the record and the field.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CocoFormatError(f"{path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise CocoFormatError(f"{path}: not readable as JSON ({e})") from None
+    data = read_json(path, CocoFormatError)
     reader = _Reader(path, skip_bad)
     if isinstance(data, list):
         if layout is None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from css_pose.data.synthetic.io import save_npz
 from css_pose.layouts import CANONICAL, Layout, convert, get_layout
 from css_pose.skeleton import JOINT_NAMES
 
@@ -154,10 +155,5 @@ def write_annotation(labels: MatLabels, frames: str | os.PathLike) -> Path:
     }
     if labels.boxes is not None:
         arrays["bboxes"] = labels.boxes
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    save_npz(out, arrays)  # atomic, no pickle, like the synthetic annotations
     return out

@@ -10,7 +10,6 @@ left out and listed in ``problems``.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from css_pose.data.coco import read_json
 from css_pose.layouts import Layout, get_layout
 
 MPII_SCALE_PX = 200.0  # MPII's "scale" unit: a person box of scale 1 is 200 px tall
@@ -60,12 +60,7 @@ def read_mpii_json(path: str | os.PathLike, skip_bad: bool = False) -> MpiiKeypo
     path = Path(path)
     layout = get_layout("mpii16")
     joints = len(layout)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise MpiiFormatError(f"{path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise MpiiFormatError(f"{path}: not readable as JSON ({e})") from None
+    data = read_json(path, MpiiFormatError)
     if not isinstance(data, list):
         raise MpiiFormatError(f"{path}: top level is {type(data).__name__}, not a list of people")
     problems: list[str] = []
