@@ -1,5 +1,5 @@
-"""The ``css-pose`` console script: ``css-pose predict ...``, ``css-pose report RUN_DIR`` and
-``css-pose inspect PATH``.
+"""The ``css-pose`` console script: ``css-pose predict ...``, ``css-pose report RUN_DIR``,
+``css-pose inspect PATH`` and ``css-pose export SRC OUT``.
 
 Training entry points stay scripts (``python train.py``, ``python train_head.py``,
 ``python linear_probe.py``) so that Hydra-style ``key=value`` overrides read naturally.
@@ -17,6 +17,8 @@ commands:
   report    static HTML report of a run folder (train.py, linear_probe.py or train_head.py)
   inspect   what css_pose finds in video folders and COCO / PoseTrack keypoint files, and
             every problem, one line each (exit 1 when something is unusable)
+  export    a labelled folder (e.g. the synthetic set) as frame folders plus one COCO
+            keypoints file labelling a few frames: data to try data.labels= on
 
 css-pose COMMAND --help shows the command's options.
 """
@@ -37,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         from css_pose.report import main as run
     elif command == "inspect":
         from css_pose.inspection import main as run
+    elif command == "export":
+        from css_pose.data.export import main as run
     else:
         print(f"css-pose: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2

@@ -35,8 +35,10 @@ from css_pose.linear_probe import (
     epoch_budget,
     frame_videos,
     git_commit,
+    label_source,
     make_loader,
     prepare_labeled_run,
+    save_label_choice,
 )
 from css_pose.metrics import pck_tight
 from css_pose.models.heads import CompositeHead, HeatmapHead, RegressionHead, flip_average
@@ -411,6 +413,7 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
 
     run_dir = Path(cfg.run_dir or Path("runs") / f"head-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
+    save_label_choice(run_dir, cfg, run.train_loader.dataset, run.chosen)
     hparams = OmegaConf.to_container(cfg, resolve=True)
     loggers = build_loggers(cfg, run_dir, hparams)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -534,7 +537,7 @@ def format_result(r: dict) -> str:
         f"{c['encoder']} encoder",
         f"  encoder    : {r['checkpoint']}",
         f"  labels     : {r['n_labeled']} of {r['n_train_frames']} training frames "
-        f"(label_fraction {c['label_fraction']}, seed {r['seed']})",
+        + label_source(c, r["seed"]),
         f"  scored on  : {r['n_test_frames']} frames of the {r['test_split']} split"
         f" (flip test {c['flip_test']})",
     ]

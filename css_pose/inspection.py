@@ -5,6 +5,11 @@ and every problem, one line each, before a long job.
   without writing its cache): videos, decodable frames, annotated videos and people, and each
   unusable video or annotation.
 - A css_pose annotation **.npz** is checked as the loaders check it.
+- **A folder and a keypoints file** together are also matched as ``data.root`` and
+  ``data.labels`` would be (:mod:`css_pose.data.labels`): the labelled frames found in the
+  videos, and each image that matches no frame.
+- A COCO file with ``images`` and ``annotations`` but no ``categories`` is read as person boxes
+  (``data.boxes``): images, boxes, track ids.
 - Any other file is read as COCO or PoseTrack 2018 keypoints (:func:`css_pose.data.coco.read_coco`,
   every record checked): its skeleton layout, images (and how many are labelled), videos, people,
   tracks, labelled and visible joints, and each malformed record. A results file (a list, as
@@ -17,17 +22,48 @@ printed, or nothing usable was found), 2 on bad arguments.
 from __future__ import annotations
 
 import argparse
+import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from css_pose.data.coco import CocoFormatError, read_coco
+from css_pose.data.coco import CocoFormatError, read_coco, read_coco_boxes
 from css_pose.layouts import LAYOUTS
 
 
+def is_box_file(path: Path) -> bool:
+    """A COCO file with images and annotations but no keypoint categories (``data.boxes``)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(data, dict)
+        and isinstance(data.get("images"), list)
+        and isinstance(data.get("annotations"), list)
+        and "categories" not in data
+    )
+
+
+def inspect_boxes(path: Path) -> tuple[list[str], list[str]]:
+    """(summary lines, problem lines) of a person-box file (``data.boxes``)."""
+    images, boxes, problems = read_coco_boxes(path, skip_bad=True)
+    tracks = {b.track_id for b in boxes if b.track_id is not None}
+    lines = [
+        f"{path}: person boxes",
+        f"  images: {len(images)}; boxes: {len(boxes)} in {len({b.image_id for b in boxes})} "
+        f"image(s)" + (f", {len(tracks)} track id(s)" if tracks else ""),
+    ]
+    if not boxes:
+        problems.append(f"{path}: no usable person box")
+    return lines, problems
+
+
 def inspect_json(path: Path, layout: str | None) -> tuple[list[str], list[str]]:
-    """(summary lines, problem lines) of a COCO / PoseTrack keypoints file."""
+    """(summary lines, problem lines) of a COCO / PoseTrack keypoints file, or a box file."""
+    if is_box_file(path):
+        return inspect_boxes(path)
     try:
         found = read_coco(path, layout=layout, skip_bad=True)
     except (CocoFormatError, KeyError) as e:
@@ -115,6 +151,39 @@ def inspect_folder(path: Path) -> tuple[list[str], list[str]]:
     return lines, problems
 
 
+def inspect_labels(folder: Path, labels: Path, boxes: bool) -> tuple[list[str], list[str]]:
+    """(summary lines, problem lines) of ``data.root=folder data.labels=labels`` (or
+    ``data.boxes=labels``): which images match a frame of a video (:mod:`css_pose.data.labels`),
+    and each one that does not."""
+    import tempfile
+
+    from css_pose.data.index import VideoIndexError, index_videos
+    from css_pose.data.labels import LabelMatchError, attach_boxes, attach_labels
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            index = index_videos(folder, cache=False, workers=2)
+        with tempfile.TemporaryDirectory() as tmp:
+            if boxes:
+                entries, problems = attach_boxes(index, labels, skip_bad=True, directory=tmp)
+                boxed = sum(v.annotation is not None for v in entries)
+                return [
+                    f"{labels} on {index.root}: person boxes for {boxed} video(s) (of "
+                    f"{len(index)}); {len(problems)} record(s) left out"
+                ], problems
+            found = attach_labels(index, labels, skip_bad=True, directory=tmp)
+    except (VideoIndexError, CocoFormatError, LabelMatchError) as e:
+        return [], [str(e)]
+    frames = sum(len(f) for f in found.frames.values())
+    lines = [
+        f"{labels} on {index.root}: {found.people} labelled people in {frames} frames of "
+        f"{len(found.frames)} video(s) (of {len(index)}); {len(found.problems)} record(s) "
+        "left out"
+    ]
+    return lines, found.problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="css-pose inspect",
@@ -145,5 +214,15 @@ def main(argv: list[str] | None = None) -> int:
         for line in problems:
             print(f"  problem: {line}")
         unusable |= bool(problems) or not lines
+    folders = [p for p in args.paths if p.is_dir()]
+    label_files = [p for p in args.paths if p.is_file() and p.suffix.lower() == ".json"]
+    if len(folders) == 1:
+        for labels in label_files:
+            lines, problems = inspect_labels(folders[0], labels, is_box_file(labels))
+            for line in lines:
+                print(line)
+            for line in problems:
+                print(f"  problem: {line}")
+            unusable |= bool(problems) or not lines
     print("unusable: see the problem lines" if unusable else "ok")
     return 1 if unusable else 0

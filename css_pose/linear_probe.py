@@ -262,6 +262,79 @@ def frame_videos(dataset, indices) -> list[str]:
     ]
 
 
+LABEL_CHOICE_FILE = "labelled_frames.json"
+
+
+def label_source(c: dict, seed: int) -> str:
+    """How a run's labelled frames were chosen, for its printed summary."""
+    if c.get("label_frames"):
+        return f"(those of label_frames={c['label_frames']})"
+    return f"(label_fraction {c['label_fraction']}, seed {seed})"
+
+
+def frame_keys(dataset, indices) -> list[list]:
+    """[video rel_path, frame, person track id] of each listed frame of a frame-mode dataset."""
+    keys = []
+    for i in indices:
+        k, frame = (int(x) for x in dataset.frames[int(i)])
+        track = dataset.tracks[k]
+        ann = dataset.annotations.get(track.video)
+        person = int(ann.track_ids[track.person]) if ann is not None else 0
+        keys.append([dataset.videos[track.video].rel_path, frame, person])
+    return keys
+
+
+def save_label_choice(run_dir: Path, cfg: DictConfig, dataset, chosen) -> Path:
+    """Write ``labelled_frames.json`` into ``run_dir``: where the labels came from, how they
+    were drawn, and every labelled training frame as [video rel_path, frame, person track id].
+    ``label_frames=<that file>`` makes a later run use exactly these frames."""
+    path = Path(run_dir) / LABEL_CHOICE_FILE
+    record = {
+        "root": str(cfg.data.root),
+        "labels": cfg.data.get("labels"),
+        "label_fraction": cfg.label_fraction,
+        "label_unit": cfg.label_unit,
+        "seed": cfg.seed,
+        "label_frames": cfg.get("label_frames"),
+        "frames": frame_keys(dataset, chosen.tolist()),
+    }
+    frames = record.pop("frames")
+    text = json.dumps(record, indent=1)[:-2] + ',\n "frames": [\n'
+    text += ",\n".join(f"  {json.dumps(f)}" for f in frames) + "\n ]\n}\n"
+    path.write_text(text)
+    return path
+
+
+def load_label_choice(path: str | Path, dataset) -> torch.Tensor:
+    """Indices into ``dataset`` (frame mode) of the frames listed in a ``labelled_frames.json``
+    (or a folder holding one).
+
+    Raises:
+        FileNotFoundError / ValueError: no such file, not a label choice, or a listed frame that
+            is not a labelled training frame here (names the first few).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / LABEL_CHOICE_FILE
+    try:
+        frames = json.loads(path.read_text())["frames"]
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"label_frames={path}: no such file; give the {LABEL_CHOICE_FILE} of an earlier run"
+        ) from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"label_frames={path}: not a {LABEL_CHOICE_FILE} ({e!r})") from None
+    here = {tuple(k): i for i, k in enumerate(frame_keys(dataset, range(len(dataset))))}
+    missing = [f for f in frames if tuple(f) not in here]
+    if missing:
+        raise ValueError(
+            f"label_frames={path}: {len(missing)} of its {len(frames)} frames are not labelled "
+            f"training frames of this data (e.g. {missing[:3]}); the videos, the labels or "
+            "data.probe_stride differ from that run"
+        )
+    return torch.tensor(sorted(here[tuple(f)] for f in frames), dtype=torch.long)
+
+
 def epoch_budget(cfg: DictConfig, batches_per_epoch: int) -> int:
     """Epochs to run: ``cfg.epochs``, or with ``cfg.steps`` set, ceil(steps / batches per epoch).
 
@@ -509,12 +582,17 @@ def prepare_labeled_run(cfg: DictConfig, argv: list[str] | None) -> LabeledRun:
     dm = frame_datamodule(cfg)
     train_loader = dm.probe_dataloader("train")
     test_split, note = "test", None
-    if not any(v.labeled for v in dm.index.split("test", dm.val_fraction)):
+    if not any(v.labeled for v in dm.label_index.split("test", dm.val_fraction)):
         test_split, note = "val", "no labeled test split; scoring on the val split instead"
         print(f"[css_pose] note: {note}")
     train_set = train_loader.dataset
-    videos = frame_videos(train_set, range(len(train_set))) if cfg.label_unit == "video" else None
-    chosen = select_labeled(len(train_set), cfg.label_fraction, cfg.seed, videos)
+    if cfg.get("label_frames"):
+        chosen = load_label_choice(cfg.label_frames, train_set)
+    else:
+        videos = (
+            frame_videos(train_set, range(len(train_set))) if cfg.label_unit == "video" else None
+        )
+        chosen = select_labeled(len(train_set), cfg.label_fraction, cfg.seed, videos)
     return LabeledRun(
         method,
         cfg,
@@ -591,6 +669,7 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
         cfg.run_dir or Path("runs") / f"probe-{time.strftime('%Y%m%d-%H%M%S')}"
     ).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
+    save_label_choice(run_dir, cfg, train_set, run.chosen)
     hparams = OmegaConf.to_container(cfg, resolve=True)
     loggers = build_loggers(cfg, run_dir, hparams)
 
@@ -687,7 +766,7 @@ def format_result(r: dict) -> str:
         f"{c['mode']}), target {c['target']}",
         f"  encoder    : {r['checkpoint']}",
         f"  labels     : {r['n_labeled']} of {r['n_train_frames']} training frames "
-        f"(label_fraction {c['label_fraction']}, seed {r['seed']})",
+        + label_source(c, r["seed"]),
         f"  scored on  : {r['n_test_frames']} frames of the {r['test_split']} split",
         f"  train loss : {r['train_loss'][0]:.4f} -> {r['train_loss'][-1]:.4f}"
         if r["train_loss"]

@@ -83,7 +83,7 @@ from css_pose.data.backends import (
 )
 from css_pose.data.transforms import crop_matrix, transform_points, warp_crop, whole_frame_box
 from css_pose.heads2d import load_pose_model, predict
-from css_pose.layouts import CANONICAL
+from css_pose.layouts import CANONICAL, LAYOUTS, convert, get_layout
 from css_pose.skeleton import JOINT_NAMES, NUM_JOINTS
 from css_pose.temporal2d import _clip_flows, clip_frame_indices, predict_clip
 from css_pose.viz import draw_skeleton
@@ -497,8 +497,14 @@ def _with_people(stream, ready: list[Ready]) -> list[tuple[Ready, list[Person]]]
     return [(r, people.get(r.index, [])) for r in ready]
 
 
-def coco_entry(person: Person) -> dict:
-    kps = np.concatenate([person.keypoints, person.scores[:, None]], axis=1)
+def coco_entry(person: Person, layout: str = CANONICAL) -> dict:
+    """One keypoints.json entry; keypoints in ``layout`` (converted by joint name from the
+    model's Human3.6M-17; a joint the model lacks is written 0, 0 with score 0)."""
+    keypoints, scores = person.keypoints, person.scores
+    if layout != CANONICAL:
+        keypoints, scores = convert(keypoints, scores, CANONICAL, layout)
+        keypoints = np.nan_to_num(keypoints)
+    kps = np.concatenate([keypoints, scores[:, None]], axis=1)
     x1, y1, x2, y2 = (float(v) for v in person.box)
     return {
         "image_id": person.frame,
@@ -529,8 +535,10 @@ def run_predict(
     flip_test: bool = True,
     device: str = "auto",
     progress: bool = True,
+    layout: str = CANONICAL,
 ) -> dict:
     """Predict keypoints for every frame of ``video``; see the module docstring for the outputs.
+    ``layout`` is the skeleton layout of keypoints.json (:mod:`css_pose.layouts`).
 
     Returns ``meta.json``'s content. Raises CheckpointError (bad model or lifter file),
     VideoReadError (unreadable video) or ValueError (bad detection file), each naming the file.
@@ -538,6 +546,7 @@ def run_predict(
     dev = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     )
+    layout = get_layout(layout).name
     model, codec, payload = load_pose_model(model_path, dev)
     lifter = None
     if lifter_path is not None:
@@ -575,7 +584,7 @@ def run_predict(
         nonlocal written
         drawn = ready.image
         for person in people:
-            entries.append(coco_entry(person))
+            entries.append(coco_entry(person, layout))
             if person.frame not in best or person.box_score > best[person.frame].box_score:
                 best[person.frame] = person
             drawn = draw_skeleton(drawn, person.keypoints)
@@ -611,8 +620,8 @@ def run_predict(
         "width": source.width,
         "height": source.height,
         "fps": float(source.fps),
-        "joints": list(JOINT_NAMES),
-        "layout": CANONICAL,  # css_pose.layouts: read keypoints.json with this layout
+        "joints": list(get_layout(layout).joints),
+        "layout": layout,  # css_pose.layouts: read keypoints.json with this layout
         "boxes": str(boxes_path) if boxes_path else "whole frame",
         "people": len(entries),
         "frames_with_people": len(best),
@@ -642,6 +651,7 @@ def run_predict(
                      progress)  # fmt: skip
         meta["outputs"].update({"pose3d": "pose3d.json", "pose3d_video": "pose3d.mp4"})
     _write_json(out / "meta.json", meta)
+    meta["first_people"] = entries[:3]
     return meta
 
 
@@ -797,6 +807,15 @@ def main(argv: list[str] | None = None) -> dict:
         help="COCO detection results JSON, or a css_pose annotation .npz (default: "
         "the whole frame)",
     )
+    parser.add_argument(
+        "--layout",
+        choices=sorted(LAYOUTS),
+        default=CANONICAL,
+        help="skeleton layout of keypoints.json (default: the model's own, h36m17); joints the "
+        "model lacks get score 0",
+    )
+    parser.add_argument("--show", type=int, default=1,
+                        help="print the keypoints of the first N people found")  # fmt: skip
     parser.add_argument("--lifter", help="lifter file from python -m css_pose.lifting --save")
     parser.add_argument("--chunk", type=int, default=32,
                         help="frames per model batch (clip models: centre frames)")  # fmt: skip
@@ -811,7 +830,7 @@ def main(argv: list[str] | None = None) -> dict:
     configure_threads(args.threads)
     meta = run_predict(
         args.model, args.video, args.out, args.boxes, args.lifter, args.chunk,
-        args.min_box_score, not args.no_flip_test, args.device,
+        args.min_box_score, not args.no_flip_test, args.device, layout=args.layout,
     )  # fmt: skip
     out = Path(args.out)
     print(
@@ -819,4 +838,17 @@ def main(argv: list[str] | None = None) -> dict:
         f"{out / 'keypoints.json'}, {out / 'overlay.mp4'}"
         + (f", {out / 'pose3d.mp4'}" if "pose3d" in meta["outputs"] else "")
     )
+    for entry in meta.pop("first_people")[: max(args.show, 0)]:
+        print(format_person(entry, meta["joints"]))
     return meta
+
+
+def format_person(entry: dict, joints: list[str]) -> str:
+    """A keypoints.json entry as a table: frame, box score, then joint, x, y (frame px), score."""
+    kps = np.asarray(entry["keypoints"]).reshape(-1, 3)
+    lines = [f"frame {entry['image_id']}: person, score {entry['score']:.3f}"]
+    lines += [
+        f"  {name:12s} {x:8.2f} {y:8.2f}  {score:.3f}"
+        for name, (x, y, score) in zip(joints, kps, strict=True)
+    ]
+    return "\n".join(lines)

@@ -153,19 +153,27 @@ def build_datamodule(cfg: DictConfig, root: Path):
         store=d.get("store", False),
         store_dir=d.get("store_dir"),
         store_margin=d.get("store_margin", 1.5),
+        labels=d.get("labels"),
+        labels_skip_bad=d.get("labels_skip_bad", False),
+        boxes=d.get("boxes"),
+        boxes_min_score=d.get("boxes_min_score", 0.3),
     )
 
 
 def describe_index(dm) -> str:
-    """Dataset statistics per split: videos, frames, duration, labeled videos, people, sizes."""
+    """Dataset statistics per split: videos, frames, duration, labeled videos, people, sizes.
+
+    With ``data.labels`` the labeled videos and people are those of the labels file."""
     lines = [f"[css_pose] dataset {dm.root}: {len(dm.index)} videos indexed"]
+    if dm.labels is not None:
+        lines.append(dm.labels.summary())
     if dm.index.problems:
         lines.append(
             f"  skipped {len(dm.index.problems)} unreadable file(s) (see the warning above)"
         )
     lines.append("  split  videos  frames  minutes  labeled  people  fps        sizes")
     for split in ("train", "val", "test"):
-        vids = dm.index.split(split, dm.val_fraction)
+        vids = dm.label_index.split(split, dm.val_fraction)
         if not vids:
             continue
         frames = sum(v.num_frames for v in vids)
@@ -227,6 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from css_pose.methods import build_method
     from css_pose.methods.callbacks import (
+        MIN_PROBE_VIDEOS,
         AtomicCheckpointIO,
         MediaLogger,
         OnlineProbe,
@@ -254,13 +263,25 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"[css_pose] contact sheet of training samples with their skeletons: {sheet}")
 
     probe_on = cfg.probe.enabled
-    if probe_on and not dm.has_labels("val"):
+    labelled_val = sum(v.labeled for v in dm.label_index.split("val", dm.val_fraction))
+    if probe_on and dm.labels_path is not None:
         probe_on = False
         if is_rank0:
             print(
-                f"[css_pose] notice: no annotated validation video in {root}, so the online probe "
-                "and best.ckpt are off (they need .npz labels); training, last.ckpt, "
-                "reconstructions and swap grids do not need labels and stay on"
+                f"[css_pose] notice: with data.labels the online probe and best.ckpt are off: "
+                f"they score 3D and select on it, and {dm.labels_path.name} holds 2D labels; "
+                "score the checkpoint with train_head.py or linear_probe.py target=2d"
+            )
+    if probe_on and labelled_val < MIN_PROBE_VIDEOS:
+        probe_on = False
+        if is_rank0:
+            source = f"labels in {dm.labels_path}" if dm.labels_path else ".npz labels"
+            print(
+                f"[css_pose] notice: {'no' if labelled_val == 0 else f'only {labelled_val}'} "
+                f"annotated validation video(s) in {root}, so "
+                f"the online probe and best.ckpt are off (they need {source} for at least "
+                f"{MIN_PROBE_VIDEOS} validation videos); training, last.ckpt, reconstructions "
+                "and swap grids do not need labels and stay on"
             )
     media_split = "val" if dm.index.split("val", dm.val_fraction) else "train"
 

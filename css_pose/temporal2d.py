@@ -46,7 +46,13 @@ from css_pose.heads2d import (
     save_pose_model,
     score_2d,
 )
-from css_pose.linear_probe import epoch_budget, frame_videos, git_commit, prepare_labeled_run
+from css_pose.linear_probe import (
+    epoch_budget,
+    frame_videos,
+    git_commit,
+    prepare_labeled_run,
+    save_label_choice,
+)
 from css_pose.models.heads import ParametricPooling, average_pooling, unflip_outputs
 from css_pose.models.heads.cost import gflops, num_params
 from css_pose.runner import build_loggers
@@ -777,6 +783,7 @@ def run_temporal_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun
 
     run_dir = Path(cfg.run_dir or Path("runs") / f"head-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
+    save_label_choice(run_dir, cfg, run.train_loader.dataset, run.chosen)
     hparams = OmegaConf.to_container(cfg, resolve=True)
     loggers = build_loggers(cfg, run_dir, hparams)
     losses, epochs, per_epoch = train_temporal(model, codec, train, cfg, device, loggers)

@@ -84,7 +84,8 @@ class CocoImage:
     """One image (a video frame): ``file_name`` as in the file; ``frame`` the PoseTrack
     ``frame_id`` or None; ``video`` the ``vid_id`` or None; ``labeled`` False for a PoseTrack
     frame with ``is_labeled`` false (in the video, not annotated: its absence of people means
-    nothing)."""
+    nothing); ``frame_index`` css_pose's 0-based index of the frame in its video
+    (:mod:`css_pose.data.labels`), or None."""
 
     id: int
     file_name: str
@@ -93,6 +94,7 @@ class CocoImage:
     frame: int | None = None
     video: str | None = None
     labeled: bool = True
+    frame_index: int | None = None
 
 
 @dataclass
@@ -207,6 +209,58 @@ def read_coco(
     return CocoKeypoints(path, found, images, people, reader.problems)
 
 
+@dataclass
+class CocoBox:
+    """One person box: ``box`` (4,) x, y, w, h px; ``score`` (1.0 when the file has none)."""
+
+    image_id: int
+    box: np.ndarray
+    score: float = 1.0
+    track_id: int | None = None
+
+
+def read_coco_boxes(
+    path: str | os.PathLike, skip_bad: bool = False
+) -> tuple[dict[int, CocoImage], list[CocoBox], list[str]]:
+    """Person boxes of a COCO file with ``images`` and ``annotations`` (``image_id``, ``bbox``,
+    optional ``score``, ``track_id`` and ``category_id``; keypoints and categories are not
+    needed): (images by id, boxes of category 1 or without a category, problems). Malformed
+    records raise :class:`CocoFormatError` naming the file, the record and the field, or with
+    ``skip_bad`` are left out and listed."""
+    path = Path(path)
+    data = read_json(path, CocoFormatError)
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise CocoFormatError(
+            f"{path}: a box file needs 'images' (id, file_name) and 'annotations' (image_id, "
+            "bbox [x, y, w, h]); detection results without 'images' name no video frames"
+        )
+    if not isinstance(data.get("annotations"), list):
+        raise CocoFormatError(f"{path}: top-level field 'annotations' is missing or not a list")
+    reader = _Reader(path, skip_bad)
+    images = _read_images(reader, data["images"])
+    boxes = []
+    for i, rec in enumerate(data["annotations"]):
+        record = f"annotations[{i}]"
+        if not isinstance(rec, dict):
+            reader.fail(record, "not an object")
+            continue
+        if rec.get("image_id") not in images:
+            reader.fail(record, f"image_id {rec.get('image_id')!r} has no entry in 'images'")
+            continue
+        if rec.get("category_id", PERSON) != PERSON:
+            continue
+        box = reader.number_list(rec, "bbox", record, 4)
+        if box is None:
+            continue
+        score = rec.get("score", 1.0)
+        if not isinstance(score, (int, float)) or not math.isfinite(score):
+            reader.fail(record, "field 'score' is not a number")
+            continue
+        boxes.append(CocoBox(rec["image_id"], np.asarray(box, np.float64), float(score),
+                             rec.get("track_id")))  # fmt: skip
+    return images, boxes, reader.problems
+
+
 def _read_images(reader: _Reader, records: list) -> dict[int, CocoImage]:
     images: dict[int, CocoImage] = {}
     for i, rec in enumerate(records):
@@ -225,6 +279,10 @@ def _read_images(reader: _Reader, records: list) -> dict[int, CocoImage]:
             continue
         frame = rec.get("frame_id", rec.get("frame"))
         video = rec.get("vid_id", rec.get("video"))
+        index = rec.get("frame_index")
+        if index is not None and (not isinstance(index, int) or index < 0):
+            reader.fail(f"{record} (id {rec['id']})", "field 'frame_index' is not an integer >= 0")
+            continue
         images[rec["id"]] = CocoImage(
             rec["id"],
             rec["file_name"],
@@ -233,6 +291,7 @@ def _read_images(reader: _Reader, records: list) -> dict[int, CocoImage]:
             int(frame) if isinstance(frame, (int, float)) else None,
             None if video is None else str(video),
             bool(rec.get("is_labeled", True)),
+            index,
         )
     return images
 
@@ -343,6 +402,8 @@ def write_coco(
             rec["vid_id"] = im.video
         if not im.labeled:
             rec["is_labeled"] = False
+        if im.frame_index is not None:
+            rec["frame_index"] = int(im.frame_index)
         image_records.append(rec)
     data = {
         "images": image_records,

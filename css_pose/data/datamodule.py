@@ -9,6 +9,7 @@ before every pass, which reaches persistent workers too.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import warnings
 from collections.abc import Iterator, Mapping
@@ -23,6 +24,7 @@ from torch.utils.data import DataLoader, Sampler
 from css_pose.data.backends import CACHE_VIDEO_MB, FRAME_CACHE_MB, ReaderFactory
 from css_pose.data.dataset import VideoClipDataset
 from css_pose.data.index import VideoEntry, VideoIndex, index_videos
+from css_pose.data.labels import VideoLabels, attach_boxes, attach_labels, split_by_video
 from css_pose.data.store import CropStore
 from css_pose.data.transforms import AugmentConfig
 
@@ -129,6 +131,12 @@ def _augment_config(augment: bool | AugmentConfig | Mapping | None) -> AugmentCo
     return AugmentConfig(**dict(augment))
 
 
+def _warn_left_out(path: Path, problems: list[str]) -> None:
+    if problems:
+        lines = "\n".join(f"  {p}" for p in problems)
+        warnings.warn(f"{len(problems)} record(s) of {path} left out:\n{lines}", stacklevel=4)
+
+
 class VideoDataModule(pl.LightningDataModule):
     """Train/val loaders of :class:`~css_pose.data.dataset.VideoClipDataset` split by video.
 
@@ -157,6 +165,16 @@ class VideoDataModule(pl.LightningDataModule):
             bytes per split, in ``store_dir`` (default ``$XDG_CACHE_HOME/css_pose/stores``, else
             ``~/.cache/css_pose/stores``).
         store_margin: stored crop side / ``size`` (context for scale and shift augmentation).
+        labels: a COCO / PoseTrack keypoints file labelling a few frames of the videos under
+            ``root`` (:mod:`css_pose.data.labels`). Then training (pretraining) uses every video
+            as unlabelled whole frames, and the probe loaders use the labelled frames; npz
+            files beside the videos are not read.
+        labels_skip_bad: leave malformed records and unmatched images of ``labels`` and
+            ``boxes`` out (one warning) instead of raising.
+        boxes: a COCO file of person boxes for the frames of the videos under ``root``
+            (:func:`~css_pose.data.labels.attach_boxes`): training crops around them instead of
+            taking whole frames; the probes still use the labels.
+        boxes_min_score: boxes scoring below it are dropped.
     """
 
     def __init__(
@@ -184,6 +202,10 @@ class VideoDataModule(pl.LightningDataModule):
         store: bool = False,
         store_dir: str | Path | None = None,
         store_margin: float = 1.5,
+        labels: str | Path | None = None,
+        labels_skip_bad: bool = False,
+        boxes: str | Path | None = None,
+        boxes_min_score: float = 0.3,
     ):
         super().__init__()
         sampling = dict(sampling or {})
@@ -208,15 +230,51 @@ class VideoDataModule(pl.LightningDataModule):
         self.store = store and crop_box == "frame"
         self.store_dir, self.store_margin = store_dir, store_margin
         self._stores: dict[tuple[VideoEntry, ...], CropStore] = {}
+        self.labels_path = None if labels is None else Path(labels)
+        self.labels_skip_bad = labels_skip_bad
+        self.boxes_path = None if boxes is None else Path(boxes)
+        self.boxes_min_score = boxes_min_score
+        self.labels: VideoLabels | None = None
         self.index: VideoIndex | None = None
+        # The videos the probes read: ``index``, or with ``labels`` the labelled entries.
+        self.label_index: VideoIndex | None = None
         self.train_set: VideoClipDataset | None = None
         self.val_set: VideoClipDataset | None = None
         self._probe_loaders: dict[str, DataLoader] = {}
 
+    def _index(self) -> tuple[VideoIndex, VideoIndex]:
+        """(videos for training, videos for the probes): the same index without ``labels`` and
+        ``boxes``. With ``labels`` the probes' videos carry the labels file's annotations and
+        every split is fixed by :func:`~css_pose.data.labels.split_by_video`; training's videos
+        carry ``boxes``' boxes, or none (whole frames)."""
+        index = index_videos(self.root, strict=self.strict, cache=self.cache)
+        if self.labels_path is None and self.boxes_path is None:
+            return index, index
+        labelled = index.videos
+        if self.labels_path is not None:
+            self.labels = attach_labels(index, self.labels_path, skip_bad=self.labels_skip_bad)
+            _warn_left_out(self.labels_path, self.labels.problems)
+            labelled = split_by_video(self.labels.entries, self.val_fraction)
+        if self.boxes_path is not None:
+            boxed, problems = attach_boxes(
+                index, self.boxes_path, self.boxes_min_score, skip_bad=self.labels_skip_bad
+            )
+            _warn_left_out(self.boxes_path, problems)
+        else:
+            boxed = [dataclasses.replace(v, annotation=None, num_persons=0) for v in index.videos]
+        split = {v.rel_path: v.manifest_split for v in labelled}
+        raw = [dataclasses.replace(v, manifest_split=split[v.rel_path]) for v in boxed]
+        return (
+            VideoIndex(index.root, raw, index.problems),
+            VideoIndex(index.root, labelled, index.problems),
+        )
+
     def prepare_data(self) -> None:
         """Build the index cache and the crop stores once (rank 0) so that every rank's ``setup``
         only reads them."""
-        index = index_videos(self.root, strict=self.strict, cache=self.cache)
+        index, labelled = self._index()
+        if self.mode == "frame":
+            index = labelled
         for split in ("train", "val"):
             videos = index.split(split, self.val_fraction)
             if self.store and videos:
@@ -225,12 +283,22 @@ class VideoDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.index is not None:
             return
-        self.index = index_videos(self.root, strict=self.strict, cache=self.cache)
-        train = self.index.split("train", self.val_fraction)
+        self.index, self.label_index = self._index()
+        # Frame mode (probes, heads, supervised training) is about labelled frames.
+        source = self.label_index if self.mode == "frame" else self.index
+        train = source.split("train", self.val_fraction)
         if not train:
             raise ValueError(f"{self.root}: the train split has no video (check manifest.json)")
+        if self.mode == "frame" and self.labels_path and not any(v.labeled for v in train):
+            raise ValueError(
+                f"{self.labels_path}: none of its labelled videos is in the train split "
+                f"({self.labels.summary().removeprefix('[css_pose] ')}); label frames of more "
+                "videos"
+            )
         self.train_set = self._dataset(train, self.samples_per_epoch, self.augment, self.seed)
-        val = self.index.split("val", self.val_fraction)
+        val = source.split("val", self.val_fraction)
+        if self.mode == "frame":
+            val = val if any(v.labeled for v in val) else []
         if val:
             self.val_set = self._dataset(val, self.val_samples, None, self.seed + 1)
 
@@ -310,11 +378,16 @@ class VideoDataModule(pl.LightningDataModule):
         self.setup()
         key = (split, labeled_only)
         if key not in self._probe_loaders:
-            videos = self.index.split(split, self.val_fraction)
+            videos = self.label_index.split(split, self.val_fraction)
             if labeled_only and not any(v.labeled for v in videos):
+                source = (
+                    f"labels in {self.labels_path} for some of its videos"
+                    if self.labels_path
+                    else ".npz annotations beside some of its videos"
+                )
                 raise ValueError(
-                    f"{self.root}: the {split} split has no labeled video; the probe needs .npz "
-                    "annotations beside some of its videos"
+                    f"{self.root}: the {split} split has no labeled video; the probe needs "
+                    + source
                 )
             if not videos:
                 raise ValueError(f"{self.root}: the {split} split has no video")
@@ -333,4 +406,4 @@ class VideoDataModule(pl.LightningDataModule):
     def has_labels(self, split: str = "val") -> bool:
         """Whether any video of ``split`` has annotations (the probes need some)."""
         self.setup()
-        return any(v.labeled for v in self.index.split(split, self.val_fraction))
+        return any(v.labeled for v in self.label_index.split(split, self.val_fraction))

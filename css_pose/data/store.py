@@ -118,7 +118,10 @@ def _plan(entry: VideoEntry, side: int, box_pad: float, margin: float) -> _Plan:
 
 
 def _identity(videos: Sequence[VideoEntry], size: int, margin: float, box_pad: float) -> dict:
-    return {
+    """What names the store. Annotations kept elsewhere than beside their video (a labels file's,
+    :mod:`css_pose.data.labels`) are part of it: the same videos cropped around those labels and
+    as whole frames for pretraining are two stores, not one rebuilt back and forth."""
+    identity = {
         "format": FORMAT,
         "rule": CROP_RULE,
         "size": size,
@@ -126,6 +129,14 @@ def _identity(videos: Sequence[VideoEntry], size: int, margin: float, box_pad: f
         "box_pad": box_pad,
         "videos": sorted(v.path for v in videos),
     }
+    elsewhere = sorted(
+        [v.path, v.annotation]
+        for v in videos
+        if v.annotation is not None and Path(v.annotation).parent != Path(v.path).parent
+    )
+    if elsewhere:
+        identity["annotations"] = elsewhere
+    return identity
 
 
 def _file_key(path: str | None) -> list | None:

@@ -16,6 +16,9 @@ from css_pose.metrics import body_frame, mpjpe, p_mpjpe, pck_tight, root_relativ
 from css_pose.probe import fit_ridge_cv
 from css_pose.viz import contact_sheet, draw_skeleton, embedding_figure, save_png
 
+# The online probe fits on half of the labelled validation videos and scores on the other half.
+MIN_PROBE_VIDEOS = 4
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written atomically with a content hash, read back safely and verified.
@@ -184,9 +187,10 @@ def ridge_probe(
     """
     vids = data["video_idx"]
     uniq = torch.unique(vids)
-    if len(uniq) < 4:
+    if len(uniq) < MIN_PROBE_VIDEOS:
         raise ValueError(
-            f"the online probe needs labeled frames from at least 4 validation videos, got {len(uniq)}; "
+            f"the online probe needs labeled frames from at least {MIN_PROBE_VIDEOS} validation "
+            f"videos, got {len(uniq)}; "
             "add videos or raise data.val_fraction"
         )
     held = torch.isin(vids, uniq[1::2])
