@@ -290,6 +290,13 @@ def predict(
     return codec.decode(outputs)
 
 
+def label_mean(kp: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+    """The no-image baseline (the floor): the mean of labelled keypoints (N, J, 2) crop px over
+    the frames where each joint is visible (``vis`` (N, J)), (J, 2)."""
+    w = (vis > 0).float()[..., None]
+    return (kp * w).sum(0) / w.sum(0).clamp_min(1)
+
+
 def score_2d(
     pred: torch.Tensor, gt: torch.Tensor, visible: torch.Tensor, alphas
 ) -> dict[str, float]:
@@ -385,6 +392,7 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
     model = PoseModel(run.method.encoder, head).to(device)
     chosen, labeled, test_split = run.chosen, run.labeled, run.test_split
     frames, kp, vis = load_labeled(labeled, train_loader, cfg.data.batch_size)
+    mean_pose = label_mean(kp, vis)
     finetune = cfg.encoder == "finetune"
     aug = (cfg.augment.rotate_deg, cfg.augment.scale, cfg.augment.translate)
     augment = any(a > 0 for a in aug)
@@ -472,6 +480,7 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
         seen += len(frames)
     pred, gt, visible = torch.cat(preds), torch.cat(gts), torch.cat(viss)
     metrics = score_2d(pred, gt, visible, cfg.pck_alphas)
+    floor = score_2d(mean_pose.expand_as(gt), gt, visible, cfg.pck_alphas)
     cost = head_cost(model.encoder, head, model.encoder.in_size)
 
     images, heat = None, None
@@ -502,6 +511,7 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
         "steps": epochs * per_epoch,
         "train_loss": losses,
         "metrics": metrics,
+        "mean_pose": floor,
         "cost": cost,
         "git_commit": git_commit(),
     }
@@ -541,7 +551,12 @@ def format_result(r: dict) -> str:
         f"  scored on  : {r['n_test_frames']} frames of the {r['test_split']} split"
         f" (flip test {c['flip_test']})",
     ]
-    lines += [f"  {k:10s} {v:9.3f}" for k, v in m.items()]
+    floor = r.get("mean_pose")
+    if floor is None:
+        lines += [f"  {k:18s} {v:9.3f}" for k, v in m.items()]
+    else:
+        lines.append(f"  {'':18s} {'head':>9s}  floor (the labels' mean pose, no image)")
+        lines += [f"  {k:18s} {v:9.3f}  {floor[k]:9.3f}" for k, v in m.items()]
     lines += [
         f"  GFLOPs     : head {cost['head_gflops']:.4f}, total {cost['total_gflops']:.4f} per crop",
         f"  result     : {r['run_dir']}/result.json",

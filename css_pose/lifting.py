@@ -32,6 +32,7 @@ from css_pose.data.h36m import (
     load_videopose3d,
     split_subjects,
 )
+from css_pose.layouts import CANONICAL, check_layout
 from css_pose.metrics import mpjpe, p_mpjpe, root_relative
 from css_pose.models.lifters import DGNetLifter, MLPLifter, TemporalConvLifter
 from css_pose.skeleton import flip_permutation
@@ -289,6 +290,7 @@ def save_lifter(
         "frames": frames,
         "channels": channels,
         "num_joints": 17,
+        "layout": CANONICAL,  # css_pose.layouts: the 2D (and 3D) joint order it takes
         "result": {k: float(v) for k, v in result.items()},
         "state": model.state_dict(),
     }
@@ -312,16 +314,31 @@ def load_lifter(path: str | Path) -> tuple[nn.Module, dict]:
         raise CheckpointError(f"{path}: not a css_pose lifter{hint}")
     model = build_lifter(payload["model"], payload["frames"], payload["channels"])
     load_strict(model, payload["state"], path)
+    model.layout = payload.get("layout", CANONICAL)  # lifters from before layouts: Human3.6M
+    model.source = str(path)
     return model.eval(), payload
 
 
 def lift_sequence(
-    model: nn.Module, keypoints_2d: np.ndarray, width: int, height: int
+    model: nn.Module,
+    keypoints_2d: np.ndarray,
+    width: int,
+    height: int,
+    layout: str = CANONICAL,
 ) -> np.ndarray:
     """Lift a whole sequence: (T, 17, 2) frame px -> (T, 17, 3) root-relative metres (camera
     axes: x right, y down, z forward). Edge frames repeat the first / last pose to fill the
-    window; the flip test is on."""
+    window; the flip test is on.
+
+    ``layout`` names the joint order of ``keypoints_2d`` (:mod:`css_pose.layouts`). 2D in
+    another layout than the lifter's (Human3.6M-17) is refused with
+    :class:`~css_pose.layouts.LayoutMismatchError` naming both and the converter: COCO-17 has
+    17 joints too, so the count cannot catch it, and the lifter would return random 3D.
+    """
     from css_pose.data.h36m import normalize_screen_coordinates
+
+    where = f"the 2D given to the lifter {getattr(model, 'source', '')}".rstrip()
+    check_layout(layout, getattr(model, "layout", CANONICAL), where)
 
     x = normalize_screen_coordinates(np.asarray(keypoints_2d, np.float32), width, height)
     windows = _Windows([x], model.receptive_field())

@@ -35,9 +35,11 @@ Writes into ``--out``:
 
 - ``keypoints.json``: COCO keypoint results, one entry per person per frame: ``image_id`` (frame
   index), ``category_id`` 1, ``keypoints`` [x1, y1, s1, ..., x17, y17, s17] (frame px and the
-  per-joint score), ``score`` (mean joint score), ``bbox`` [x, y, w, h]. Joints are the 17
-  Human3.6M joints of ``meta.json``'s ``joints`` (not COCO's 17). Frames that did not decode have
-  no entry.
+  per-joint score), ``score`` (mean joint score over the model's joints), ``bbox`` [x, y, w, h].
+  Joints are ``meta.json``'s ``joints``: the model's 17 Human3.6M joints, or with ``--layout``
+  another layout's, converted by joint name (a joint the model lacks, such as COCO's eyes, is
+  0, 0 with score 0). Frames that did not decode have no entry. ``--show N`` prints the first N
+  entries as tables (joint, x, y, score).
 - ``overlay.mp4``: the input with the skeleton drawn on each frame (same frame count, size, rate);
   a frame that did not decode is black.
 - ``meta.json``: the video, model, joint names, frame count (``frames``: the last frame index + 1),

@@ -139,3 +139,13 @@ def test_score_2d_scores_joint_groups_by_hand():
     assert m["pck@0.1/elbows"] == 1.0 and m["pck@0.1/knees"] == 1.0
     assert m["pck@0.1/ankles"] == pytest.approx(9 / 12)
     assert m["pck@0.1"] == pytest.approx((visible.sum().item() - 12 - 3) / visible.sum().item())
+
+
+def test_floor_is_the_mean_of_the_visible_labels():
+    from css_pose.heads2d import label_mean
+
+    kp = torch.tensor([[[0.0, 0.0], [4.0, 8.0]], [[2.0, 4.0], [100.0, 100.0]]])
+    vis = torch.tensor([[1, 1], [1, 0]])
+    # Joint 0 is visible in both frames; joint 1 only in the first (the 100s are not labels).
+    assert label_mean(kp, vis).tolist() == [[1.0, 2.0], [4.0, 8.0]]
+    assert label_mean(kp, torch.zeros(2, 2)).tolist() == [[0.0, 0.0], [0.0, 0.0]]

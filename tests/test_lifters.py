@@ -183,3 +183,24 @@ def test_missing_user_given_data_is_one_line_naming_the_file_and_the_fix(tmp_pat
         "there with python -m css_pose.data.synthetic --out elsewhere, or leave out "
         "--synthetic-root to use data/synthetic_lift (generated on first use)"
     ]
+
+
+def test_lifter_refuses_2d_in_another_layout_naming_both(tmp_path):
+    """COCO-17 has 17 joints like Human3.6M-17, so only the recorded layout can catch it."""
+    import numpy as np
+
+    from css_pose.layouts import LayoutMismatchError, convert
+    from css_pose.lifting import lift_sequence, load_lifter, save_lifter
+
+    path = save_lifter(tmp_path / "lifter.pt", build_lifter("tcn", 3, channels=16), "tcn", 3, 16,
+                       {"mpjpe": 1.0})  # fmt: skip
+    lifter, payload = load_lifter(path)
+    assert payload["layout"] == "h36m17"
+    ours = np.random.default_rng(0).uniform(10, 90, (5, 17, 2)).astype(np.float32)
+    assert lift_sequence(lifter, ours, 100, 100).shape == (5, 17, 3)
+    coco, _ = convert(ours, None, "h36m17", "coco17")
+    with pytest.raises(LayoutMismatchError) as err:
+        lift_sequence(lifter, np.nan_to_num(coco), 100, 100, layout="coco17")
+    message = str(err.value)
+    assert "coco17" in message and "h36m17" in message and str(path) in message
+    assert "css_pose.layouts.convert(keypoints, visibility, 'coco17', 'h36m17')" in message

@@ -295,10 +295,17 @@ class VideoDataModule(pl.LightningDataModule):
                 f"({self.labels.summary().removeprefix('[css_pose] ')}); label frames of more "
                 "videos"
             )
+        if self.mode == "frame":  # labelled frames only: store and read only labelled videos
+            train = [v for v in train if v.labeled]
+            if not train:
+                raise ValueError(
+                    f"{self.root}: frame mode: no labeled video in the train split; add .npz "
+                    "annotations beside some of its videos, or give data.labels"
+                )
         self.train_set = self._dataset(train, self.samples_per_epoch, self.augment, self.seed)
         val = source.split("val", self.val_fraction)
         if self.mode == "frame":
-            val = val if any(v.labeled for v in val) else []
+            val = [v for v in val if v.labeled]
         if val:
             self.val_set = self._dataset(val, self.val_samples, None, self.seed + 1)
 
@@ -371,7 +378,8 @@ class VideoDataModule(pl.LightningDataModule):
         """Frames (frame mode, every ``probe_stride``-th) of ``split``, in order: the labeled ones,
         or with ``labeled_only=False`` every video's (unlabeled videos as whole frames).
 
-        Batches carry ``video_idx`` into the split's video list, so a probe can fit on some
+        Batches carry ``video_idx`` into the dataset's video list (the split's labeled videos,
+        or all of them with ``labeled_only=False``), so a probe can fit on some
         videos and score on others. Raises ValueError when the split has no labeled frame
         (no video at all with ``labeled_only=False``).
         """
@@ -391,6 +399,8 @@ class VideoDataModule(pl.LightningDataModule):
                 )
             if not videos:
                 raise ValueError(f"{self.root}: the {split} split has no video")
+            if labeled_only:  # a few labelled videos among many: store and read only those
+                videos = [v for v in videos if v.labeled]
             dataset = self._dataset(
                 videos,
                 None,
