@@ -255,7 +255,7 @@ class VideoDataModule(pl.LightningDataModule):
             self.labels = attach_labels(index, self.labels_path, skip_bad=self.labels_skip_bad)
             _warn_left_out(self.labels_path, self.labels.problems)
             labelled = split_by_video(self.labels.entries, self.val_fraction)
-        if self.boxes_path is not None:
+        if self.boxes_path is not None and self.mode != "frame":  # frame mode: labels only
             boxed, problems = attach_boxes(
                 index, self.boxes_path, self.boxes_min_score, skip_bad=self.labels_skip_bad
             )
