@@ -54,3 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_cli() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run_cli()

@@ -201,10 +201,19 @@ HEAD_KEYS = ("head", "stride", "sigma_px", "radius", "fusion")
 
 
 def save_pose_model(
-    path: Path, model: PoseModel, cfg: DictConfig, box_pad: float, metrics: dict, source: str
+    path: Path,
+    model: PoseModel,
+    cfg: DictConfig,
+    box_pad: float,
+    metrics: dict,
+    source: str,
+    trained_joints: list[bool] | None = None,
 ) -> Path:
     """Write a self-contained 2D pose model (encoder + head weights, the configs that rebuild
     them, the crop settings and the measured test metrics) for ``css-pose predict``.
+    ``trained_joints`` (J,) marks the joints that had at least one visible label in training
+    (default: all); ``css-pose predict`` does not report the others (e.g. the pelvis of a model
+    trained on COCO-17 labels, which have none).
 
     Only tensors, numbers, strings, lists and dicts: it loads with ``weights_only=True``.
     """
@@ -213,6 +222,7 @@ def save_pose_model(
         "version": 1,
         "joints": list(JOINT_NAMES),
         "layout": CANONICAL,  # css_pose.layouts
+        "trained_joints": [bool(t) for t in (trained_joints or [True] * len(JOINT_NAMES))],
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "head_config": {k: cfg[k] for k in HEAD_KEYS},
         "crop": {"size": int(model.encoder.in_size), "box_pad": box_pad},
@@ -523,6 +533,7 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
         box_pad=float(getattr(train_loader.dataset, "box_pad", 1.25)),
         metrics=metrics,
         source=run.source,
+        trained_joints=(vis > 0).any(0).tolist(),
     )
     for logger in loggers:
         logger.log_metrics({f"{test_split}/{k}": v for k, v in metrics.items()}, step=epochs)

@@ -35,11 +35,13 @@ Writes into ``--out``:
 
 - ``keypoints.json``: COCO keypoint results, one entry per person per frame: ``image_id`` (frame
   index), ``category_id`` 1, ``keypoints`` [x1, y1, s1, ..., x17, y17, s17] (frame px and the
-  per-joint score), ``score`` (mean joint score over the model's joints), ``bbox`` [x, y, w, h].
-  Joints are ``meta.json``'s ``joints``: the model's 17 Human3.6M joints, or with ``--layout``
-  another layout's, converted by joint name (a joint the model lacks, such as COCO's eyes, is
-  0, 0 with score 0). Frames that did not decode have no entry. ``--show N`` prints the first N
-  entries as tables (joint, x, y, score).
+  per-joint score), ``score`` (mean score of the joints the model was trained on), ``bbox``
+  [x, y, w, h]. Joints are ``meta.json``'s ``joints``: the model's 17 Human3.6M joints, or with
+  ``--layout`` another layout's, converted by joint name (a joint the model lacks, such as COCO's
+  eyes, is 0, 0 with score 0). A joint without a single visible label in the model's training
+  (``meta.json``'s ``untrained_joints``, e.g. the pelvis of a model trained on COCO-17 labels)
+  is 0, 0 with score 0 and is not drawn. Frames that did not decode have no entry.
+  ``--show N`` prints the first N entries as tables (joint, x, y, score).
 - ``overlay.mp4``: the input with the skeleton drawn on each frame (same frame count, size, rate);
   a frame that did not decode is black.
 - ``meta.json``: the video, model, joint names, frame count (``frames``: the last frame index + 1),
@@ -499,10 +501,12 @@ def _with_people(stream, ready: list[Ready]) -> list[tuple[Ready, list[Person]]]
     return [(r, people.get(r.index, [])) for r in ready]
 
 
-def coco_entry(person: Person, layout: str = CANONICAL) -> dict:
+def coco_entry(person: Person, layout: str = CANONICAL, trained: np.ndarray | None = None) -> dict:
     """One keypoints.json entry; keypoints in ``layout`` (converted by joint name from the
-    model's Human3.6M-17; a joint the model lacks is written 0, 0 with score 0)."""
+    model's Human3.6M-17; a joint the model lacks is written 0, 0 with score 0). ``score`` is
+    the mean score of the model's ``trained`` joints (default: all)."""
     keypoints, scores = person.keypoints, person.scores
+    score = float(scores.mean() if trained is None or not trained.any() else scores[trained].mean())
     if layout != CANONICAL:
         keypoints, scores = convert(keypoints, scores, CANONICAL, layout)
         keypoints = np.nan_to_num(keypoints)
@@ -512,7 +516,7 @@ def coco_entry(person: Person, layout: str = CANONICAL) -> dict:
         "image_id": person.frame,
         "category_id": PERSON,
         "keypoints": [round(float(v), 2) for v in kps.reshape(-1)],
-        "score": round(float(person.scores.mean()), 4),
+        "score": round(score, 4),
         "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
     }
 
@@ -550,6 +554,9 @@ def run_predict(
     )
     layout = get_layout(layout).name
     model, codec, payload = load_pose_model(model_path, dev)
+    # Joints without a single visible training label (the pelvis of a model trained on COCO-17
+    # labels) are not reported: score 0 at (0, 0), not drawn.
+    untrained = ~np.asarray(payload.get("trained_joints", [True] * NUM_JOINTS), bool)
     lifter = None
     if lifter_path is not None:
         from css_pose.lifting import load_lifter
@@ -586,10 +593,13 @@ def run_predict(
         nonlocal written
         drawn = ready.image
         for person in people:
-            entries.append(coco_entry(person, layout))
+            person.keypoints[untrained], person.scores[untrained] = 0.0, 0.0
+            entries.append(coco_entry(person, layout, ~untrained))
             if person.frame not in best or person.box_score > best[person.frame].box_score:
                 best[person.frame] = person
-            drawn = draw_skeleton(drawn, person.keypoints)
+            shown = person.keypoints.astype(np.float64)
+            shown[untrained] = np.nan  # draw_skeleton skips them and their bones
+            drawn = draw_skeleton(drawn, shown)
         # A frame that did not decode stays in the overlay as a black frame, so that overlay
         # frame i is input frame i.
         for _ in range(written, ready.index):
@@ -624,6 +634,7 @@ def run_predict(
         "fps": float(source.fps),
         "joints": list(get_layout(layout).joints),
         "layout": layout,  # css_pose.layouts: read keypoints.json with this layout
+        "untrained_joints": [n for n, u in zip(JOINT_NAMES, untrained, strict=True) if u],
         "boxes": str(boxes_path) if boxes_path else "whole frame",
         "people": len(entries),
         "frames_with_people": len(best),
@@ -638,6 +649,11 @@ def run_predict(
             f"{video}: {len(missing)} of {n_frames} frames did not decode: frames "
             f"{_ranges(missing)}; they are marked missing (no keypoints, black overlay frames), "
             "later frames keep their own index"
+        )
+    if lifter is not None and untrained.any():
+        meta["warnings"].append(
+            f"the model was never trained on {', '.join(meta['untrained_joints'])}; the lifter "
+            "gets them as (0, 0), so its 3D is unreliable"
         )
     if unused:
         meta["warnings"].append(

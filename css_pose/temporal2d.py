@@ -814,7 +814,8 @@ def run_temporal_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun
     }
     (run_dir / "result.json").write_text(json.dumps(result, indent=2))
     box_pad = float(getattr(run.train_loader.dataset, "box_pad", 1.25))
-    save_pose_model(run_dir / "head.pt", model, cfg, box_pad, metrics, run.source)
+    trained = (train.visibility[:, model.centre] > 0).any(0).tolist()
+    save_pose_model(run_dir / "head.pt", model, cfg, box_pad, metrics, run.source, trained)
     _finish_loggers(loggers, run.test_split, metrics, images, epochs)
     result["run_dir"] = str(run_dir)
     print(format_temporal_result(result))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from test_train import tiny_overrides
 
 from css_pose.cli import main as cli
@@ -22,6 +23,7 @@ from css_pose.data.labels import LabelMatchError, attach_boxes, attach_labels, s
 from css_pose.data.loading import load_annotation
 from css_pose.heads2d import main as train_head
 from css_pose.layouts import convert
+from css_pose.linear_probe import main as probe_main
 from css_pose.runner import main as train_main
 
 
@@ -291,6 +293,12 @@ def test_walkthrough_end_to_end(exported, tmp_path, capsys):
         == (choice["frames"])
     )
     assert again["n_labeled"] == result["n_labeled"]
+    # A linear probe of the same checkpoint on the same frames (2D: COCO labels have no 3D).
+    probe = probe_main([f"ckpt={args['ckpt']}", "target=2d", "epochs=2", "device=cpu",
+                        f"label_frames={head}", "logger.wandb.enabled=false",
+                        f"run_dir={tmp_path / 'probe'}"])  # fmt: skip
+    assert probe["n_labeled"] == result["n_labeled"] and "pck" in probe["metrics"]
+    assert (tmp_path / "probe" / "labelled_frames.json").is_file()
     capsys.readouterr()
 
     pred = tmp_path / "pred"
@@ -312,3 +320,30 @@ def test_walkthrough_end_to_end(exported, tmp_path, capsys):
         np.testing.assert_allclose(values[:, 2], person.scores, atol=0.0006)
         # The joints COCO has and the model lacks (eyes, ears, nose) are written with score 0.
         assert (person.scores[:5] == 0).all() and (person.scores[5:] != 0).all()
+
+
+def test_joints_never_labelled_are_not_predicted(exported, tmp_path):
+    """A model trained on COCO-17 labels has never seen css_pose's pelvis, spine, thorax,
+    neck/nose or head top: predict reports them with score 0 and does not draw them."""
+    from css_pose.predict import run_predict
+
+    pre = tmp_path / "pre"
+    train_main(tiny_overrides(exported / "videos", pre, **{
+        "data.labels": str(exported / "labels.json"), "trainer.max_epochs": 1,
+        "images.every_n_epochs": 5}))  # fmt: skip
+    head = tmp_path / "head"
+    train_head([f"ckpt={pre / 'checkpoints' / 'last.ckpt'}", "epochs=1", "num_images=0",
+                "label_fraction=1.0", "logger.wandb.enabled=false", "device=cpu",
+                f"run_dir={head}"])  # fmt: skip
+    payload = torch.load(head / "head.pt", weights_only=True)
+    untrained = ["pelvis", "spine", "thorax", "neck", "head"]  # css_pose.skeleton's names
+    assert [n for n, t in zip(payload["joints"], payload["trained_joints"]) if not t] == untrained
+    meta = run_predict(head / "head.pt", exported / "videos" / "synth_00001", tmp_path / "p",
+                       progress=False)  # fmt: skip
+    assert meta["untrained_joints"] == untrained
+    people = json.loads((tmp_path / "p" / "keypoints.json").read_text())
+    for entry in people:
+        kps = np.asarray(entry["keypoints"]).reshape(17, 3)
+        untrained_rows = kps[[payload["joints"].index(n) for n in untrained]]
+        trained = [j for j, t in enumerate(payload["trained_joints"]) if t]
+        assert (untrained_rows == 0).all() and (kps[trained, :2] != 0).any(1).all()
