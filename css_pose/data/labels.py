@@ -51,7 +51,7 @@ from css_pose.data.coco import (
 from css_pose.data.index import VideoEntry, VideoIndex, _unit_hash
 from css_pose.data.synthetic.io import save_npz
 from css_pose.layouts import convert
-from css_pose.skeleton import NUM_JOINTS
+from css_pose.skeleton import JOINT_NAMES, NUM_JOINTS
 
 LABELS_FORMAT = 1
 
@@ -222,6 +222,7 @@ def _annotation_arrays(
         "visibility": vis,
         "bboxes": boxes,
         "track_ids": np.asarray(ids, np.int64),
+        "joint_names": np.array(JOINT_NAMES),  # the layout the keypoints were converted to
     }
 
 
@@ -361,6 +362,7 @@ def attach_boxes(
             "visibility": np.zeros((len(ids), entry.num_frames, NUM_JOINTS), np.float32),
             "bboxes": xyxy,
             "track_ids": np.asarray(ids, np.int64),
+            "joint_names": np.array(JOINT_NAMES),
         }
     out = Path(directory) if directory is not None else _labels_directory(path, index, "boxes")
     return _write_annotations(index, arrays, out), problems
