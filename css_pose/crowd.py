@@ -1,0 +1,423 @@
+"""Building blocks of multi-person pose in crowded video (shared/methods.md section 6, issue 19).
+
+- :func:`oks`: COCO's object keypoint similarity between two people.
+- :func:`match_people`: one-to-one matching of people across frames (Hungarian assignment on OKS
+  or box IoU, with a minimum similarity).
+- :func:`propagate`: move poses from one frame to another with optical flow sampled at the joints.
+- :func:`fuse`: combine a person's candidate poses (its own and the propagated ones) into one.
+- :class:`SimulatedDetector`: ground-truth boxes made imperfect (dropped, jittered and false
+  boxes, each at a configurable rate) for benchmarking top-down pose without a trained detector.
+- :func:`oks_ap`: COCO keypoint AP (OKS 0.50:0.05:0.95) with faster-coco-eval, a maintained
+  re-implementation of pycocotools' evaluation (checked against pycocotools in the tests).
+
+Coordinates are image px, keypoints (J, 2), boxes x1, y1, x2, y2 unless a docstring says
+otherwise. Sigmas are COCO's, mapped to the layout in use by joint name
+(:func:`layout_sigmas`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from css_pose.layouts import Layout, get_layout
+
+
+def layout_sigmas(layout: str | Layout) -> tuple[np.ndarray, np.ndarray]:
+    """(sigmas (J,), scored (J,) bool) of ``layout``: COCO's OKS sigma of each joint that COCO-17
+    has by name, and which joints those are. The others (e.g. css_pose's pelvis or head top)
+    have no COCO sigma; OKS and AP leave them out."""
+    lay, coco = get_layout(layout), get_layout("coco17")
+    sigmas = np.zeros(len(lay), np.float64)
+    scored = np.zeros(len(lay), bool)
+    for j, name in enumerate(lay.joints):
+        if name in coco.joints:
+            sigmas[j] = coco.sigmas[coco.joints.index(name)]
+            scored[j] = True
+    return sigmas, scored
+
+
+def oks(
+    pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, area: float, sigmas: np.ndarray
+) -> float:
+    """COCO's object keypoint similarity: the mean over the joints labelled in ``gt``
+    (``visible`` > 0 and ``sigmas`` > 0) of exp(-d^2 / (2 area k^2)), k = 2 sigma, d in px and
+    ``area`` the person's segment area in px^2 (COCO uses the mask area; box area works for
+    boxes). Returns 0 when no joint is labelled."""
+    use = (np.asarray(visible) > 0) & (np.asarray(sigmas) > 0)
+    if not use.any():
+        return 0.0
+    d2 = ((np.asarray(pred, np.float64) - np.asarray(gt, np.float64)) ** 2).sum(-1)
+    k2 = (2 * np.asarray(sigmas, np.float64)) ** 2
+    e = d2 / (2 * max(float(area), np.spacing(1)) * k2)
+    return float(np.exp(-e[use]).mean())
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, M) IoU of boxes a (N, 4) and b (M, 4), x1 y1 x2 y2 px."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(hi - lo, 0, None).prod(-1)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def keypoint_box(keypoints: np.ndarray, visible: np.ndarray | None = None) -> np.ndarray:
+    """x1 y1 x2 y2 of the (visible) keypoints; zeros when none is."""
+    kp = np.asarray(keypoints, np.float64)
+    use = np.ones(len(kp), bool) if visible is None else np.asarray(visible) > 0
+    use &= np.isfinite(kp).all(-1)
+    if not use.any():
+        return np.zeros(4)
+    return np.concatenate([kp[use].min(0), kp[use].max(0)])
+
+
+def match_people(
+    a: Sequence[np.ndarray],
+    b: Sequence[np.ndarray],
+    metric: str = "oks",
+    sigmas: np.ndarray | None = None,
+    min_similarity: float = 0.3,
+) -> list[tuple[int, int]]:
+    """Pairs (i, j) matching people ``a[i]`` to ``b[j]`` one to one, maximising the total
+    similarity (Hungarian assignment), keeping pairs of similarity >= ``min_similarity``.
+
+    ``metric`` "oks": ``a`` and ``b`` hold keypoints (J, 2) and the OKS uses every joint with a
+    sigma and the area of ``b[j]``'s keypoint box; "iou": they hold boxes (4,).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    if len(a) == 0 or len(b) == 0:
+        return []
+    sim = np.zeros((len(a), len(b)))
+    if metric == "oks":
+        if sigmas is None:
+            raise ValueError("match_people(metric='oks') needs the layout's sigmas")
+        for j, kb in enumerate(b):
+            box = keypoint_box(kb)
+            area = float(np.prod(box[2:] - box[:2]))
+            for i, ka in enumerate(a):
+                sim[i, j] = oks(ka, kb, np.ones(len(kb)), area, sigmas)
+    elif metric == "iou":
+        sim = box_iou(np.stack(a), np.stack(b))
+    else:
+        raise ValueError(f"unknown metric {metric!r}; choose 'oks' or 'iou'")
+    rows, cols = linear_sum_assignment(-sim)
+    return [
+        (int(i), int(j)) for i, j in zip(rows, cols, strict=True) if sim[i, j] >= min_similarity
+    ]
+
+
+def propagate(keypoints: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Keypoints (..., J, 2) of one frame moved to another by ``flow`` (H, W, 2), the
+    displacement in px from the first frame to the other at each pixel (OpenCV's convention:
+    ``calcOpticalFlow*(first, other)``), sampled bilinearly at each joint. Joints outside the
+    image take the nearest border pixel's flow; NaN joints stay NaN."""
+    kp = np.asarray(keypoints, np.float64)
+    h, w = flow.shape[:2]
+    x = np.clip(kp[..., 0], 0, w - 1)
+    y = np.clip(kp[..., 1], 0, h - 1)
+    finite = np.isfinite(x) & np.isfinite(y)
+    x, y = np.where(finite, x, 0), np.where(finite, y, 0)
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+    f = np.asarray(flow, np.float64)
+    sampled = (
+        f[y0, x0] * (1 - fx) * (1 - fy)
+        + f[y0, x1] * fx * (1 - fy)
+        + f[y1, x0] * (1 - fx) * fy
+        + f[y1, x1] * fx * fy
+    )
+    out = kp + sampled
+    out[~finite] = np.nan
+    return out
+
+
+FUSIONS = ("mean", "median")
+
+
+def fuse(
+    candidates: np.ndarray, scores: np.ndarray, how: str = "mean"
+) -> tuple[np.ndarray, np.ndarray]:
+    """One pose from C candidates of the same person: keypoints (C, J, 2) and scores (C, J) ->
+    (J, 2), (J,).
+
+    "mean": per joint, the score-weighted mean of the candidates (an unscored joint, all
+    weights 0, takes the plain mean); "median": the per-coordinate median. The fused score is
+    the mean of the candidates' scores of that joint. NaN candidates are left out.
+    """
+    if how not in FUSIONS:
+        raise ValueError(f"unknown fusion {how!r}; choose one of {FUSIONS}")
+    kp = np.asarray(candidates, np.float64)
+    s = np.asarray(scores, np.float64).copy()
+    finite = np.isfinite(kp).all(-1)
+    s[~finite] = 0.0
+    kp = np.where(finite[..., None], kp, 0.0)
+    if how == "median":
+        masked = np.where(finite[..., None], kp, np.nan)
+        with np.errstate(all="ignore"), contextlib.suppress(RuntimeWarning):
+            fused = np.nanmedian(masked, axis=0)
+    else:
+        w = s[..., None]
+        total = w.sum(0)
+        plain = kp.sum(0) / np.maximum(finite.sum(0), 1)[..., None]
+        fused = np.where(total > 0, (kp * w).sum(0) / np.where(total > 0, total, 1), plain)
+        fused[~finite.any(0)] = np.nan
+    count = np.maximum(finite.sum(0), 1)
+    return fused, s.sum(0) / count
+
+
+@dataclass
+class SimulatedDetector:
+    """Ground-truth person boxes made imperfect, for benchmarks.
+
+    Each true box is dropped with probability ``drop``; a kept box has each side moved by a
+    normal draw of ``jitter`` x its width / height; each frame gets a false box (random size
+    and place, score drawn from the false scores' range) with probability ``false``. Scores:
+    kept boxes U(0.6, 1.0), false boxes U(0.3, 0.7). Deterministic for a ``seed`` and frame.
+    """
+
+    drop: float = 0.1
+    jitter: float = 0.05
+    false: float = 0.05
+    seed: int = 0
+
+    def __call__(self, frame: int, boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+        """(K, 5) x1 y1 x2 y2 score boxes of ``frame`` from its true boxes (P, 4)."""
+        rng = np.random.default_rng([self.seed, frame])
+        out = []
+        for box in np.asarray(boxes, np.float64).reshape(-1, 4):
+            keep, noise, score = rng.random() >= self.drop, rng.normal(size=4), rng.uniform(0.6, 1)
+            if not keep:
+                continue
+            w, h = box[2] - box[0], box[3] - box[1]
+            moved = box + self.jitter * noise * np.array([w, h, w, h])
+            moved[[0, 2]] = np.clip(np.sort(moved[[0, 2]]), 0, width)
+            moved[[1, 3]] = np.clip(np.sort(moved[[1, 3]]), 0, height)
+            out.append([*moved, score])
+        if rng.random() < self.false:
+            w, h = rng.uniform(0.1, 0.5) * width, rng.uniform(0.2, 0.8) * height
+            x, y = rng.uniform(0, width - w), rng.uniform(0, height - h)
+            out.append([x, y, x + w, y + h, rng.uniform(0.3, 0.7)])
+        return np.asarray(out, np.float64).reshape(-1, 5)
+
+
+def oks_ap(
+    gt_images: Sequence[dict],
+    gt_people: Sequence[dict],
+    results: Sequence[dict],
+    sigmas: np.ndarray,
+) -> dict[str, float]:
+    """COCO keypoint AP of ``results`` against ground truth, with faster-coco-eval.
+
+    Args:
+        gt_images: ``{"id", "width", "height"}`` per image (frame).
+        gt_people: ``{"image_id", "keypoints" [x, y, v] * J, "bbox" [x, y, w, h], "area"}``
+            per labelled person (``id`` and ``iscrowd`` are filled in); a person with no
+            labelled joint is ignored, as COCO does.
+        results: ``{"image_id", "keypoints" [x, y, score] * J, "score"}`` per predicted person.
+        sigmas: (J,) OKS sigmas (:func:`layout_sigmas`); joints with sigma 0 are not scored
+            (their ground-truth flags are set to 0).
+
+    Returns ``AP`` (OKS 0.50:0.05:0.95), ``AP50``, ``AP75``, ``AR``; all -1 with no ground
+    truth person (COCO's convention).
+    """
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    sigmas = np.asarray(sigmas, np.float64)
+    joints = len(sigmas)
+    unscored = np.flatnonzero(sigmas <= 0)
+    people = []
+    for n, p in enumerate(gt_people):
+        kp = np.asarray(p["keypoints"], np.float64).reshape(joints, 3).copy()
+        kp[unscored] = 0.0
+        people.append(
+            {
+                "id": n + 1,
+                "image_id": int(p["image_id"]),
+                "category_id": 1,
+                "keypoints": kp.reshape(-1).tolist(),
+                "num_keypoints": int((kp[:, 2] > 0).sum()),
+                "bbox": [float(v) for v in p["bbox"]],
+                "area": float(p["area"]),
+                "iscrowd": 0,
+            }
+        )
+    dataset = {
+        "images": [dict(im) for im in gt_images],
+        "annotations": people,
+        "categories": [{"id": 1, "name": "person", "keypoints": [str(j) for j in range(joints)]}],
+    }
+    if not results or not people:
+        return {"AP": -1.0, "AP50": -1.0, "AP75": -1.0, "AR": -1.0}
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its tables
+        gt = COCO(dataset)
+        dt = gt.loadRes([{**r, "category_id": 1} for r in results])
+        ev = COCOeval_faster(gt, dt, iouType="keypoints", kpt_oks_sigmas=sigmas)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    stats = ev.stats
+    return {"AP": float(stats[0]), "AP50": float(stats[1]), "AP75": float(stats[2]),
+            "AR": float(stats[5])}  # fmt: skip
+
+
+@dataclass
+class FramePerson:
+    """One person in one frame: keypoints (J, 2) frame px, scores (J,), box (4,) x1 y1 x2 y2,
+    ``score`` (the box's or the pose's), ``track`` id (-1 before tracking), ``recovered``: made by
+    :func:`refine_poses` from its neighbours where the detector found no one."""
+
+    keypoints: np.ndarray
+    scores: np.ndarray
+    box: np.ndarray
+    score: float
+    track: int = -1
+    recovered: bool = False
+
+
+def _carry(people: list[FramePerson], flows: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The keypoints of ``people`` moved through ``flows`` one after another."""
+    moved = [p.keypoints for p in people]
+    for flow in flows:
+        moved = [propagate(kp, flow) for kp in moved]
+    return moved
+
+
+def refine_poses(
+    frames: Sequence[list[FramePerson]],
+    forward: Sequence[np.ndarray],
+    backward: Sequence[np.ndarray] | None,
+    sigmas: np.ndarray,
+    k: int = 2,
+    fusion: str = "mean",
+    min_oks: float = 0.5,
+    decay: float = 0.5,
+    recover: int = 2,
+) -> list[list[FramePerson]]:
+    """Temporal refinement of per-frame top-down poses (shared/methods.md section 6).
+
+    For each frame t, the people of frames t-1..t-k are carried forward to t with the flows
+    ``forward[t-1]`` (from frame t-1 to t) and, unless ``backward`` is None (online mode: past
+    frames only), those of t+1..t+k backward with ``backward[t]`` (from frame t+1 to t). Each
+    carried pose is matched to the people of frame t by OKS (Hungarian, at least ``min_oks``)
+    and joins that person's candidates with its scores times ``decay ** d`` (d frames away);
+    the candidates are fused (:func:`fuse`). Carried poses that match no one in frame t and
+    agree with each other (OKS >= ``min_oks``) in at least ``recover`` neighbour frames make a
+    recovered person: someone the detector missed in frame t but found around it.
+
+    Args:
+        frames: T lists of the people found in each frame.
+        forward: T-1 flows (H, W, 2) px, ``forward[t]`` from frame t to t+1.
+        backward: T-1 flows, ``backward[t]`` from frame t+1 to t; None for online refinement.
+        sigmas: (J,) OKS sigmas of the layout (:func:`layout_sigmas`).
+    Returns:
+        T lists of refined people (new objects; the input is not changed).
+    """
+    n = len(frames)
+    if len(forward) != max(n - 1, 0) or (backward is not None and len(backward) != len(forward)):
+        raise ValueError(
+            f"{n} frames need {max(n - 1, 0)} forward (and backward) flows, got {len(forward)}"
+            + ("" if backward is None else f" and {len(backward)}")
+        )
+    out = []
+    for t in range(n):
+        own = frames[t]
+        cands = [[(p.keypoints, p.scores)] for p in own]
+        leftovers: list[tuple[np.ndarray, np.ndarray, FramePerson]] = []
+        sources = [(t - d, forward[t - d : t], d) for d in range(1, k + 1) if t - d >= 0]
+        if backward is not None:
+            sources += [
+                (t + d, list(reversed(backward[t : t + d])), d)
+                for d in range(1, k + 1)
+                if t + d < n
+            ]
+        for s, flows, d in sources:
+            carried = _carry(frames[s], flows)
+            pairs = match_people(carried, [p.keypoints for p in own], "oks", sigmas, min_oks)
+            for i, j in pairs:
+                cands[j].append((carried[i], frames[s][i].scores * decay**d))
+            matched = {i for i, _ in pairs}
+            leftovers += [
+                (carried[i], frames[s][i].scores * decay**d, frames[s][i])
+                for i in range(len(carried))
+                if i not in matched
+            ]
+        refined = []
+        for p, c in zip(own, cands, strict=True):
+            kp, sc = fuse(np.stack([x for x, _ in c]), np.stack([y for _, y in c]), fusion)
+            refined.append(FramePerson(kp, sc, p.box.copy(), p.score, p.track))
+        refined += _recovered(leftovers, sigmas, min_oks, recover, fusion)
+        out.append(refined)
+    return out
+
+
+def _recovered(
+    leftovers: list[tuple[np.ndarray, np.ndarray, FramePerson]],
+    sigmas: np.ndarray,
+    min_oks: float,
+    recover: int,
+    fusion: str,
+) -> list[FramePerson]:
+    """Groups of carried poses that agree with each other (greedy, by OKS to the group's first
+    pose); each group of at least ``recover`` poses becomes one recovered person."""
+    groups: list[list[tuple[np.ndarray, np.ndarray, FramePerson]]] = []
+    for item in leftovers:
+        for group in groups:
+            ref = group[0][0]
+            box = keypoint_box(ref)
+            if (
+                oks(item[0], ref, np.ones(len(ref)), float(np.prod(box[2:] - box[:2])), sigmas)
+                >= min_oks
+            ):
+                group.append(item)
+                break
+        else:
+            groups.append([item])
+    people = []
+    for group in groups:
+        if len(group) < recover:
+            continue
+        kp, sc = fuse(np.stack([g[0] for g in group]), np.stack([g[1] for g in group]), fusion)
+        box = keypoint_box(kp)
+        pad = 0.1 * (box[2:] - box[:2])
+        people.append(
+            FramePerson(
+                kp,
+                sc,
+                np.concatenate([box[:2] - pad, box[2:] + pad]),
+                float(np.mean([g[2].score for g in group])),
+                recovered=True,
+            )  # fmt: skip
+        )
+    return people
+
+
+def assign_tracks(
+    frames: Sequence[list[FramePerson]], sigmas: np.ndarray, min_oks: float = 0.3
+) -> int:
+    """Give every person a ``track`` id, in place: a person matched by OKS (Hungarian, at least
+    ``min_oks``) to a person of the previous frame takes its id, others get new ids. Returns
+    the number of tracks."""
+    next_id = 0
+    previous: list[FramePerson] = []
+    for people in frames:
+        pairs = match_people(
+            [p.keypoints for p in previous], [p.keypoints for p in people], "oks", sigmas, min_oks
+        )
+        taken = {j: previous[i].track for i, j in pairs}
+        for j, person in enumerate(people):
+            if j in taken:
+                person.track = taken[j]
+            else:
+                person.track, next_id = next_id, next_id + 1
+        previous = people
+    return next_id
