@@ -74,6 +74,7 @@ from einops import rearrange
 from tqdm import tqdm
 
 from css_pose.config import configure_threads
+from css_pose.crowd import box_iou
 from css_pose.data.backends import (
     FRAME_FOLDER_FPS,
     FrameFolderReader,
@@ -369,21 +370,13 @@ class _Buffered:
     crops: np.ndarray  # (P, S, S, 3) uint8 RGB
 
 
-def box_iou(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """(P,) IoU of xyxy px boxes (P, 4) with one xyxy px box (4,)."""
-    lo, hi = np.maximum(boxes[:, :2], box[:2]), np.minimum(boxes[:, 2:], box[2:])
-    inter = np.prod(np.clip(hi - lo, 0, None), axis=1)
-    area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1) + np.prod(box[2:] - box[:2])
-    return inter / np.maximum(area - inter, 1e-9)
-
-
 def match_person(rows: np.ndarray, box: np.ndarray) -> int | None:
     """The row of ``rows`` (P, 5) that is the person of ``box`` (4,) xyxy px in another frame: the
     only box when there is one, else the largest IoU (ties: the first, best-scoring); None when
     the frame has no box, or several and none overlaps (the person is absent there)."""
     if len(rows) <= 1:
         return 0 if len(rows) else None
-    iou = box_iou(rows[:, :4], box)
+    iou = box_iou(rows[:, :4], box)[:, 0]
     return int(iou.argmax()) if iou.max() > 0 else None
 
 
