@@ -55,6 +55,11 @@ def test_labels_land_on_their_frames_in_our_skeleton(source, exported, tmp_path)
     index = index_videos(exported / "videos")
     labels = attach_labels(index, exported / "labels.json", directory=tmp_path / "ann")
     assert labels.layout == "coco17" and labels.people == 36 and not labels.problems
+    # Attaching again leaves the written files as they are (crop stores key on their mtime).
+    written = {e.annotation: Path(e.annotation).stat().st_mtime_ns for e in labels.entries
+               if e.annotation}  # fmt: skip
+    attach_labels(index, exported / "labels.json", directory=tmp_path / "ann")
+    assert {a: Path(a).stat().st_mtime_ns for a in written} == written
     assert len(labels.frames) == 6
     assert all(frames == [0, 4, 8, 12, 16, 20] for frames in labels.frames.values())
     originals = {Path(v.rel_path).stem: v for v in index_videos(source).videos}

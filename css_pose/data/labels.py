@@ -257,7 +257,8 @@ def _same_arrays(path: Path, arrays: dict[str, np.ndarray]) -> bool:
     try:
         with np.load(path, allow_pickle=False) as old:
             return set(old.files) == set(arrays) and all(
-                np.array_equal(old[k], v, equal_nan=True) for k, v in arrays.items()
+                np.array_equal(old[k], v, equal_nan=np.asarray(v).dtype.kind == "f")
+                for k, v in arrays.items()
             )
     except (OSError, ValueError, EOFError):
         return False
