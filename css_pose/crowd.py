@@ -145,19 +145,26 @@ FUSIONS = ("mean", "median")
 
 
 def fuse(
-    candidates: np.ndarray, scores: np.ndarray, how: str = "mean"
+    candidates: np.ndarray,
+    scores: np.ndarray,
+    how: str = "mean",
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One pose from C candidates of the same person: keypoints (C, J, 2) and scores (C, J) ->
     (J, 2), (J,).
 
-    "mean": per joint, the score-weighted mean of the candidates (an unscored joint, all
-    weights 0, takes the plain mean); "median": the per-coordinate median. The fused score is
-    the mean of the candidates' scores of that joint. NaN candidates are left out.
+    ``weights`` (C,) (default 1) say how much each candidate counts, e.g. less for poses carried
+    from further away. "mean": per joint, the mean of the candidates weighted by weight x score
+    (an unscored joint, all weights 0, takes the plain mean); "median": the per-coordinate
+    median. The fused score of a joint is the weighted mean of the candidates' scores, so
+    fusing does not change the scale of the scores (they rank people for AP). NaN candidates
+    are left out.
     """
     if how not in FUSIONS:
         raise ValueError(f"unknown fusion {how!r}; choose one of {FUSIONS}")
     kp = np.asarray(candidates, np.float64)
     s = np.asarray(scores, np.float64).copy()
+    weight = np.ones(len(kp)) if weights is None else np.asarray(weights, np.float64)
     finite = np.isfinite(kp).all(-1)
     s[~finite] = 0.0
     kp = np.where(finite[..., None], kp, 0.0)
@@ -166,13 +173,13 @@ def fuse(
         with np.errstate(all="ignore"), contextlib.suppress(RuntimeWarning):
             fused = np.nanmedian(masked, axis=0)
     else:
-        w = s[..., None]
+        w = (s * weight[:, None])[..., None]
         total = w.sum(0)
         plain = kp.sum(0) / np.maximum(finite.sum(0), 1)[..., None]
         fused = np.where(total > 0, (kp * w).sum(0) / np.where(total > 0, total, 1), plain)
         fused[~finite.any(0)] = np.nan
-    count = np.maximum(finite.sum(0), 1)
-    return fused, s.sum(0) / count
+    present = finite * weight[:, None]
+    return fused, (s * weight[:, None]).sum(0) / np.maximum(present.sum(0), np.spacing(1))
 
 
 @dataclass
@@ -331,8 +338,8 @@ def refine_poses(
     out = []
     for t in range(n):
         own = frames[t]
-        cands = [[(p.keypoints, p.scores)] for p in own]
-        leftovers: list[tuple[np.ndarray, np.ndarray, FramePerson]] = []
+        cands = [[(p.keypoints, p.scores, 1.0)] for p in own]
+        leftovers: list[tuple[np.ndarray, np.ndarray, float, FramePerson]] = []
         sources = [(t - d, forward[t - d : t], d) for d in range(1, k + 1) if t - d >= 0]
         if backward is not None:
             sources += [
@@ -344,32 +351,39 @@ def refine_poses(
             carried = _carry(frames[s], flows)
             pairs = match_people(carried, [p.keypoints for p in own], "oks", sigmas, min_oks)
             for i, j in pairs:
-                cands[j].append((carried[i], frames[s][i].scores * decay**d))
+                cands[j].append((carried[i], frames[s][i].scores, decay**d))
             matched = {i for i, _ in pairs}
             leftovers += [
-                (carried[i], frames[s][i].scores * decay**d, frames[s][i])
+                (carried[i], frames[s][i].scores, decay**d, frames[s][i])
                 for i in range(len(carried))
                 if i not in matched
             ]
         refined = []
         for p, c in zip(own, cands, strict=True):
-            kp, sc = fuse(np.stack([x for x, _ in c]), np.stack([y for _, y in c]), fusion)
+            kps, scores, weights = (np.stack(x) for x in zip(*c, strict=True))
+            kp, sc = fuse(kps, scores, fusion, weights)
             refined.append(FramePerson(kp, sc, p.box.copy(), p.score, p.track))
-        refined += _recovered(leftovers, sigmas, min_oks, recover, fusion)
+        boxes = [p.box for p in own]
+        refined += _recovered(leftovers, boxes, sigmas, min_oks, recover, fusion, decay)
         out.append(refined)
     return out
 
 
 def _recovered(
-    leftovers: list[tuple[np.ndarray, np.ndarray, FramePerson]],
+    leftovers: list[tuple[np.ndarray, np.ndarray, float, FramePerson]],
+    boxes: list[np.ndarray],
     sigmas: np.ndarray,
     min_oks: float,
     recover: int,
     fusion: str,
+    decay: float,
 ) -> list[FramePerson]:
     """Groups of carried poses that agree with each other (greedy, by OKS to the group's first
-    pose); each group of at least ``recover`` poses becomes one recovered person."""
-    groups: list[list[tuple[np.ndarray, np.ndarray, FramePerson]]] = []
+    pose); each group of at least ``recover`` poses becomes one recovered person, unless its
+    box overlaps a person found in the frame (IoU >= 0.5: the same person, carried less well
+    than OKS ``min_oks`` allowed). A recovered person's score is its sources' mean box score x
+    ``decay``, below the people the detector found."""
+    groups: list[list[tuple[np.ndarray, np.ndarray, float, FramePerson]]] = []
     for item in leftovers:
         for group in groups:
             ref = group[0][0]
@@ -386,18 +400,17 @@ def _recovered(
     for group in groups:
         if len(group) < recover:
             continue
-        kp, sc = fuse(np.stack([g[0] for g in group]), np.stack([g[1] for g in group]), fusion)
+        weights = np.array([g[2] for g in group])
+        kp, sc = fuse(
+            np.stack([g[0] for g in group]), np.stack([g[1] for g in group]), fusion, weights
+        )
         box = keypoint_box(kp)
         pad = 0.1 * (box[2:] - box[:2])
-        people.append(
-            FramePerson(
-                kp,
-                sc,
-                np.concatenate([box[:2] - pad, box[2:] + pad]),
-                float(np.mean([g[2].score for g in group])),
-                recovered=True,
-            )  # fmt: skip
-        )
+        box = np.concatenate([box[:2] - pad, box[2:] + pad])
+        if boxes and box_iou(np.stack(boxes)[:, :4], box).max() >= 0.5:
+            continue
+        score = decay * float(np.mean([g[3].score for g in group]))
+        people.append(FramePerson(kp, sc, box, score, recovered=True))
     return people
 
 
