@@ -116,6 +116,27 @@ def ground_truth(videos) -> tuple[list[dict], list[dict]]:
     return images, people
 
 
+def mean_box_pose(root: Path, count: int = 200) -> np.ndarray:
+    """The floor's pose: the mean visible keypoints of the training people, each in units of its
+    box (0..1 from the box's top-left), over ``count`` training videos; (J, 2)."""
+    total, seen = 0.0, 0.0
+    for entry in index_videos(root).split("train")[:count]:
+        ann = load_annotation(entry.annotation, entry.num_frames)
+        lo, hi = ann.boxes[..., None, :2], ann.boxes[..., None, 2:]
+        unit = (ann.keypoints_2d - lo) / np.maximum(hi - lo, 1e-6)
+        w = ((ann.visibility > 0) & ann.present[..., None])[..., None]
+        total, seen = total + (unit * w).sum((0, 1)), seen + w.sum((0, 1))
+    return total / np.maximum(seen, 1)
+
+
+def floor_people(boxes: np.ndarray, pose: np.ndarray) -> list[FramePerson]:
+    """The no-image floor: ``pose`` (box units) placed in every box, scored by the box."""
+    return [
+        FramePerson(b[:2] + pose * (b[2:4] - b[:2]), np.ones(len(pose)), b[:4], float(b[4]))
+        for b in boxes
+    ]
+
+
 def results(v: int, frames: list[list[FramePerson]]) -> list[dict]:
     out = []
     for t, people in enumerate(frames):
@@ -136,6 +157,7 @@ def main(argv=None) -> dict:
     sigmas, _ = layout_sigmas("h36m17")
     videos = test_videos(args.root, args.test_videos)
     gt_images, gt_people = ground_truth(videos)
+    unit_pose = mean_box_pose(args.root)
 
     # Flow once per video: it does not depend on the boxes.
     start = time.perf_counter()
@@ -154,7 +176,7 @@ def main(argv=None) -> dict:
     for name, drop, jitter, false, seeds in settings:
         for seed in seeds:
             det = SimulatedDetector(drop, jitter, false, seed)
-            per_frame, offline, online = [], [], []
+            per_frame, offline, online, floor = [], [], [], []
             dropped = recovered = switches = 0
             t_pose = t_refine = 0.0
             for v, (entry, ann, frames) in enumerate(videos):
@@ -173,6 +195,7 @@ def main(argv=None) -> dict:
                 on = refine_poses(seen, flows[v][0], None, sigmas, k=args.k)
                 assign_tracks(off, sigmas)
                 per_frame += results(v, seen)
+                floor += results(v, [floor_people(boxes[t], unit_pose) for t in range(len(seen))])
                 offline += results(v, off)
                 online += results(v, on)
                 d, r = _recovery(ann, boxes, off, sigmas)
@@ -180,6 +203,7 @@ def main(argv=None) -> dict:
                 switches += _switches(ann, off, sigmas)
             row = {
                 "detector": name, "seed": seed, "drop": drop, "jitter": jitter, "false": false,
+                "floor": oks_ap(gt_images, gt_people, floor, sigmas),
                 "per_frame": oks_ap(gt_images, gt_people, per_frame, sigmas),
                 "offline": oks_ap(gt_images, gt_people, offline, sigmas),
                 "online": oks_ap(gt_images, gt_people, online, sigmas),
@@ -189,7 +213,8 @@ def main(argv=None) -> dict:
             }  # fmt: skip
             rows.append(row)
             print(
-                f"{name:9s} seed {seed}: AP per frame {row['per_frame']['AP']:.3f}, offline "
+                f"{name:9s} seed {seed}: AP floor {row['floor']['AP']:.3f}, per frame "
+                f"{row['per_frame']['AP']:.3f}, offline "
                 f"{row['offline']['AP']:.3f}, online {row['online']['AP']:.3f}; recovered "
                 f"{recovered}/{dropped}; id switches {switches}; frames/s pose "
                 f"{row['pose_fps']:.0f}, flow {flow_fps:.0f}, refine {row['refine_fps']:.0f}",

@@ -51,10 +51,10 @@ def oks(
     use = (np.asarray(visible) > 0) & (np.asarray(sigmas) > 0)
     if not use.any():
         return 0.0
-    d2 = ((np.asarray(pred, np.float64) - np.asarray(gt, np.float64)) ** 2).sum(-1)
-    k2 = (2 * np.asarray(sigmas, np.float64)) ** 2
+    d2 = ((np.asarray(pred, np.float64) - np.asarray(gt, np.float64)) ** 2).sum(-1)[use]
+    k2 = (2 * np.asarray(sigmas, np.float64)[use]) ** 2
     e = d2 / (2 * max(float(area), np.spacing(1)) * k2)
-    return float(np.exp(-e[use]).mean())
+    return float(np.exp(-e).mean())
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -265,7 +265,8 @@ def oks_ap(
     }
     if not results or not people:
         return {"AP": -1.0, "AP50": -1.0, "AP75": -1.0, "AR": -1.0}
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints its tables
+    # It prints its tables; joints with sigma 0 divide by zero there, on flags that are 0.
+    with contextlib.redirect_stdout(io.StringIO()), np.errstate(divide="ignore", invalid="ignore"):
         gt = COCO(dataset)
         dt = gt.loadRes([{**r, "category_id": 1} for r in results])
         ev = COCOeval_faster(gt, dt, iouType="keypoints", kpt_oks_sigmas=sigmas)
