@@ -415,23 +415,39 @@ def _recovered(
     return people
 
 
-def assign_tracks(
-    frames: Sequence[list[FramePerson]], sigmas: np.ndarray, min_oks: float = 0.3
-) -> int:
-    """Give every person a ``track`` id, in place: a person matched by OKS (Hungarian, at least
-    ``min_oks``) to a person of the previous frame takes its id, others get new ids. Returns
-    the number of tracks."""
-    next_id = 0
-    previous: list[FramePerson] = []
-    for people in frames:
+class Tracker:
+    """Track ids frame by frame: a person matched by OKS (Hungarian, at least ``min_oks``) to a
+    person of the previous frame takes its id; the others get new ids."""
+
+    def __init__(self, sigmas: np.ndarray, min_oks: float = 0.3):
+        self.sigmas, self.min_oks = sigmas, min_oks
+        self.previous: list[FramePerson] = []
+        self.count = 0
+
+    def update(self, people: list[FramePerson]) -> None:
+        """Set ``track`` of each of ``people`` (the next frame's), in place."""
         pairs = match_people(
-            [p.keypoints for p in previous], [p.keypoints for p in people], "oks", sigmas, min_oks
+            [p.keypoints for p in self.previous],
+            [p.keypoints for p in people],
+            "oks",
+            self.sigmas,
+            self.min_oks,
         )
-        taken = {j: previous[i].track for i, j in pairs}
+        taken = {j: self.previous[i].track for i, j in pairs}
         for j, person in enumerate(people):
             if j in taken:
                 person.track = taken[j]
             else:
-                person.track, next_id = next_id, next_id + 1
-        previous = people
-    return next_id
+                person.track, self.count = self.count, self.count + 1
+        self.previous = people
+
+
+def assign_tracks(
+    frames: Sequence[list[FramePerson]], sigmas: np.ndarray, min_oks: float = 0.3
+) -> int:
+    """Give every person a ``track`` id, in place (:class:`Tracker`, frame after frame).
+    Returns the number of tracks."""
+    tracker = Tracker(sigmas, min_oks)
+    for people in frames:
+        tracker.update(people)
+    return tracker.count

@@ -835,10 +835,39 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch/OpenCV threads (default: the available cores)")  # fmt: skip
+    parser.add_argument(
+        "--people",
+        choices=("single", "multi"),
+        default="single",
+        help="multi: every detection of --boxes, refined along the optical flow and tracked "
+        "(css_pose.predict_multi; writes posetrack.json too)",
+    )
+    parser.add_argument("--refine-frames", type=int, default=2,
+                        help="--people multi: neighbours each side carried to a frame")  # fmt: skip
+    parser.add_argument("--online", action="store_true",
+                        help="--people multi: past frames only (no look-ahead)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.chunk < 1:
         parser.error("--chunk must be >= 1")
     configure_threads(args.threads)
+    if args.people == "multi":
+        if not args.boxes:
+            parser.error("--people multi needs --boxes (a detection file with every person)")
+        if args.lifter or args.layout != CANONICAL:
+            parser.error("--people multi writes Human3.6M-17 keypoints and takes no --lifter")
+        from css_pose.predict_multi import run_predict_multi
+
+        meta = run_predict_multi(
+            args.model, args.video, args.out, args.boxes, args.refine_frames, args.online,
+            args.min_box_score, not args.no_flip_test, args.device, args.chunk,
+        )  # fmt: skip
+        out = Path(args.out)
+        print(
+            f"[css_pose] {meta['frames']} frames, {meta['people']} people in {meta['tracks']} "
+            f"tracks ({meta['recovered']} recovered where the detector missed them) -> "
+            f"{out / 'keypoints.json'}, {out / 'posetrack.json'}, {out / 'overlay.mp4'}"
+        )
+        return meta
     meta = run_predict(
         args.model, args.video, args.out, args.boxes, args.lifter, args.chunk,
         args.min_box_score, not args.no_flip_test, args.device, layout=args.layout,

@@ -253,3 +253,65 @@ def test_refinement_recovers_a_missed_person_and_averages_noise():
     assert len(refine_poses(seen, fwd, bwd, sigmas, k=1, recover=3)[3]) == 1
     with pytest.raises(ValueError, match="6 frames need 5 forward"):
         refine_poses(seen, fwd[:-1], None, sigmas)
+
+
+@pytest.fixture(scope="module")
+def crowd_model(tmp_path_factory):
+    """A tiny 2-person synthetic set and a head trained briefly on it (from random init)."""
+    from css_pose.data.synthetic import generate_dataset
+    from css_pose.heads2d import main as train_head
+
+    root = tmp_path_factory.mktemp("crowd")
+    generate_dataset(root / "set", videos=6, frames=12, size=64, seed=4, people=2, workers=1,
+                     val_fraction=0.2, test_fraction=0.2, progress=False)  # fmt: skip
+    run = root / "head"
+    train_head(["ckpt=none", "epochs=3", "batch_size=8", "label_fraction=1.0", "num_images=0",
+                f"data.root={root / 'set'}", "data.size=32", "data.num_workers=0",
+                "logger.wandb.enabled=false", "device=cpu", f"run_dir={run}"])  # fmt: skip
+    return root / "set", run / "head.pt"
+
+
+def test_predict_multi_outputs_every_frame_when_the_detector_misses(crowd_model, tmp_path):
+    import json
+
+    from css_pose.cli import main as cli
+    from css_pose.data.backends import probe_video
+    from css_pose.data.coco import read_coco
+    from css_pose.data.index import index_videos
+    from css_pose.data.loading import load_annotation
+
+    root, model = crowd_model
+    entry = index_videos(root).videos[0]
+    ann = load_annotation(entry.annotation, entry.num_frames)
+    dets = [
+        {"image_id": t, "category_id": 1, "score": 0.9,
+         "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]}
+        for t in range(entry.num_frames) if t not in (4, 5)
+        for b in ann.boxes[ann.present[:, t], t]
+    ]  # fmt: skip
+    for name, found in (("some", dets), ("none", [])):
+        boxes = tmp_path / f"{name}.json"
+        boxes.write_text(json.dumps(found))
+        out = tmp_path / name
+        code = cli(["predict", "--model", str(model), "--video", entry.path, "--boxes",
+                    str(boxes), "--people", "multi", "--out", str(out)])  # fmt: skip
+        assert code == 0
+        meta = json.loads((out / "meta.json").read_text())
+        assert meta["frames"] == entry.num_frames == probe_video(out / "overlay.mp4").num_frames
+        track = read_coco(out / "posetrack.json")
+        assert track.layout.name == "h36m17" and len(track.images) == entry.num_frames
+        entries = json.loads((out / "keypoints.json").read_text())
+        assert all(len(e["keypoints"]) == 51 and e["track_id"] >= 0 for e in entries)
+        if name == "none":
+            assert entries == [] and meta["people"] == 0 and meta["tracks"] == 0
+            continue
+        per_frame = {t: [e for e in entries if e["image_id"] == t] for t in range(12)}
+        # Frames with detections keep their 2 people; the gap is filled from the neighbours.
+        assert all(len(per_frame[t]) == 2 for t in range(12) if t not in (4, 5))
+        assert any(e["recovered"] for t in (4, 5) for e in per_frame[t])
+        assert not any(e["recovered"] for t in range(12) if t not in (4, 5) for e in per_frame[t])
+        assert len({p.track_id for p in track.people}) == meta["tracks"] >= 2
+    # A missing --boxes is refused with the reason.
+    with pytest.raises(SystemExit):
+        cli(["predict", "--model", str(model), "--video", entry.path, "--people", "multi",
+             "--out", str(tmp_path / "x")])  # fmt: skip

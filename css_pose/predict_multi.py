@@ -1,0 +1,268 @@
+"""``css-pose predict --people multi``: every person of a crowded video, refined along the flow
+and tracked (shared/methods.md section 6; the parts are in :mod:`css_pose.crowd`).
+
+1. **Per frame**: each detection of ``--boxes`` is cropped and run through the single-frame model,
+   as plain ``css-pose predict`` does.
+2. **Refinement**: for frame t, the people of frames t-k..t+k (online: t-k..t) are carried to t
+   along DIS flow between consecutive whole frames, matched by OKS and fused; people the
+   detector missed in t but found around it are recovered (:func:`~css_pose.crowd.refine_poses`).
+   The video is decoded twice, and only 2k + 2 frames and their flows are held at a time.
+3. **Tracks**: ids carried from frame to frame by OKS (:class:`~css_pose.crowd.Tracker`).
+
+Writes into ``--out``: ``keypoints.json`` (COCO keypoint results with ``track_id`` and
+``recovered``), ``posetrack.json`` (a PoseTrack-2018-style annotation file: every frame an
+image, every person an annotation with its ``track_id``; read it with
+:func:`css_pose.data.coco.read_coco`), ``overlay.mp4`` (each person's skeleton and a box in its
+track's colour, with the id) and ``meta.json``. Every frame that decodes is in the overlay and
+in ``posetrack.json``, with or without people.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from css_pose.crowd import FramePerson, Tracker, layout_sigmas, refine_poses
+from css_pose.data.backends import VideoReadError, VideoWriter
+from css_pose.data.coco import CocoImage, CocoPerson, write_coco
+from css_pose.flow import dense_flow
+from css_pose.heads2d import load_pose_model
+from css_pose.layouts import CANONICAL
+from css_pose.skeleton import NUM_JOINTS
+from css_pose.viz import draw_skeleton
+
+
+def track_colour(track: int) -> tuple[int, int, int]:
+    """A stable RGB colour per track id (golden-angle hues)."""
+    hue = int((track * 137.508) % 180)
+    bgr = cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2RGB)[0, 0]
+    return tuple(int(c) for c in bgr)
+
+
+def _people_per_frame(model, codec, payload, video, boxes, device, flip_test, chunk, progress):
+    """Pass 1: {frame index: [FramePerson]} of every decoded frame, and the stream's facts."""
+    from css_pose.predict import VideoStream, predict_chunk
+
+    untrained = ~np.asarray(payload.get("trained_joints", [True] * NUM_JOINTS), bool)
+    size, pad = payload["crop"]["size"], payload["crop"]["box_pad"]
+    source = VideoStream.open(video)
+    found: dict[int, list[FramePerson]] = {}
+    pending: list[tuple[int, np.ndarray]] = []
+    bar = tqdm(total=source.reported_frames or None, unit="frame", desc="predict people",
+               disable=not progress, file=sys.stderr)  # fmt: skip
+
+    def run(batch):
+        for index, _ in batch:
+            found[index] = []
+        people = predict_chunk(model, codec, [im for _, im in batch], [i for i, _ in batch],
+                               boxes, pad, size, device, flip_test)  # fmt: skip
+        for p in people:
+            kp = p.keypoints.astype(np.float64)
+            kp[untrained] = np.nan  # never labelled in training: not reported
+            sc = p.scores.astype(np.float64)
+            sc[untrained] = 0.0
+            found[p.frame].append(FramePerson(kp, sc, np.asarray(p.box, np.float64), p.box_score))
+        bar.update(len(batch))
+
+    try:
+        for index, image in source.frames():
+            pending.append((index, image))
+            if len(pending) >= chunk:
+                run(pending)
+                pending = []
+        if pending:
+            run(pending)
+    finally:
+        bar.close()
+        source.close()
+    if not found:
+        raise VideoReadError(f"{video}: no decodable frames")
+    facts = (source.width, source.height, source.fps)
+    return found, facts, untrained
+
+
+def run_predict_multi(
+    model_path: str | Path,
+    video: str | Path,
+    out: str | Path,
+    boxes_path: str | Path,
+    k: int = 2,
+    online: bool = False,
+    min_box_score: float = 0.3,
+    flip_test: bool = True,
+    device: str = "auto",
+    chunk: int = 32,
+    progress: bool = True,
+) -> dict:
+    """Every person of ``video`` (module docstring); returns ``meta.json``'s content.
+
+    Raises CheckpointError (bad model), VideoReadError (unreadable video) or ValueError (bad
+    detection file; a clip model, which this mode does not take), each naming the file.
+    """
+    from css_pose.predict import _write_json, load_detections
+
+    dev = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    )
+    model, codec, payload = load_pose_model(model_path, dev)
+    if payload.get("temporal"):
+        raise ValueError(
+            f"{model_path}: a clip model; --people multi refines single-frame poses along the "
+            "flow itself, so give it a single-frame head (train_head.py without temporal.frames)"
+        )
+    boxes = load_detections(boxes_path, min_box_score)
+    start = time.perf_counter()
+    found, (width, height, fps), untrained = _people_per_frame(
+        model, codec, payload, video, boxes, dev, flip_test, chunk, progress
+    )
+    pose_seconds = time.perf_counter() - start
+    sigmas, _ = layout_sigmas(CANONICAL)
+    sigmas[untrained] = 0.0
+
+    from css_pose.predict import VideoStream
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    source = VideoStream.open(video)
+    writer = VideoWriter(out / "overlay.mp4", width, height, fps)
+    frames: dict[int, np.ndarray] = {}
+    fwd: dict[int, np.ndarray] = {}  # t -> flow from frame t to t + 1
+    bwd: dict[int, np.ndarray] = {}  # t -> flow from frame t + 1 to t
+    tracker = Tracker(sigmas)
+    entries, images, people_out = [], [], []
+    last = max(found)
+    written = 0
+    flow_seconds = refine_seconds = 0.0
+    bar = tqdm(total=last + 1, unit="frame", desc="refine and track", disable=not progress,
+               file=sys.stderr)  # fmt: skip
+
+    def contiguous(t: int) -> list[int]:
+        lo, hi = t, t
+        while lo - 1 >= max(0, t - k) and lo - 1 in frames and lo - 1 in fwd:
+            lo -= 1
+        while not online and hi + 1 <= min(last, t + k) and hi + 1 in frames and hi in fwd:
+            hi += 1
+        return list(range(lo, hi + 1))
+
+    def emit(t: int) -> None:
+        nonlocal written, refine_seconds
+        seq = contiguous(t)
+        s = time.perf_counter()
+        refined = refine_poses(
+            [found.get(i, []) for i in seq],
+            [fwd[i] for i in seq[:-1]],
+            None if online else [bwd[i] for i in seq[:-1]],
+            sigmas,
+            k=k,
+        )[seq.index(t)]
+        refine_seconds += time.perf_counter() - s
+        tracker.update(refined)
+        drawn = frames[t]
+        for _ in range(written, t):  # frames that did not decode: black, as in plain predict
+            writer.write(np.zeros((height, width, 3), np.uint8))
+        for person in refined:
+            colour = track_colour(person.track)
+            x1, y1, x2, y2 = (int(round(v)) for v in person.box)
+            drawn = draw_skeleton(drawn, person.keypoints)
+            cv2.rectangle(drawn, (x1, y1), (x2, y2), colour, 1)
+            cv2.putText(drawn, str(person.track), (x1 + 1, max(y1 - 2, 8)),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.3, colour, 1, cv2.LINE_AA)  # fmt: skip
+            kp = np.nan_to_num(person.keypoints)
+            sc = np.where(np.isfinite(person.keypoints).all(-1), person.scores, 0.0)
+            box = [float(v) for v in (x1, y1, x2 - x1, y2 - y1)]
+            entries.append({
+                "image_id": t, "category_id": 1, "track_id": int(person.track),
+                "recovered": bool(person.recovered),
+                "keypoints": [round(float(v), 2) for v in np.c_[kp, sc].reshape(-1)],
+                "score": round(float(person.score * np.clip(sc[~untrained], 0, 1).mean()), 4),
+                "bbox": [round(v, 2) for v in box],
+            })  # fmt: skip
+            people_out.append(
+                CocoPerson(
+                    t + 1,
+                    kp,
+                    np.where(sc > 0, 2, 0),
+                    np.array(box),
+                    track_id=int(person.track),
+                    id=len(people_out) + 1,
+                )  # fmt: skip
+            )
+        images.append(
+            CocoImage(
+                t + 1,
+                f"{Path(video).stem}/{t:06d}.jpg",
+                width,
+                height,
+                frame=t,
+                video=Path(video).stem,
+                frame_index=t,
+            )  # fmt: skip
+        )
+        writer.write(drawn)
+        written = t + 1
+        bar.update(1)
+
+    try:
+        ready = 0  # the next frame to emit
+        for index, image in source.frames():
+            frames[index] = image
+            if index - 1 in frames:
+                s = time.perf_counter()
+                fwd[index - 1] = dense_flow(frames[index - 1], image)
+                bwd[index - 1] = dense_flow(image, frames[index - 1])
+                flow_seconds += time.perf_counter() - s
+            while ready in found and (online or ready + k <= index):
+                emit(ready)
+                ready += 1
+                while ready <= last and ready not in found:
+                    ready += 1
+            for old in [i for i in frames if i < ready - k - 1]:
+                frames.pop(old)
+                fwd.pop(old, None)
+                bwd.pop(old, None)
+        while ready <= last:
+            if ready in found:
+                emit(ready)
+            ready += 1
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        bar.close()
+        source.close()
+
+    _write_json(out / "keypoints.json", entries)
+    write_coco(out / "posetrack.json", CANONICAL, images, people_out)
+    meta = {
+        "video": str(video),
+        "model": str(model_path),
+        "boxes": str(boxes_path),
+        "mode": "online" if online else "offline",
+        "k": k,
+        "frames": written,
+        "decoded_frames": len(found),
+        "people": len(entries),
+        "recovered": int(sum(e["recovered"] for e in entries)),
+        "tracks": tracker.count,
+        "layout": CANONICAL,
+        "untrained_joints": [int(j) for j in np.flatnonzero(untrained)],
+        "frames_per_second": {
+            "pose": round(len(found) / max(pose_seconds, 1e-9), 1),
+            "flow": round(len(found) / max(flow_seconds, 1e-9), 1),
+            "refine": round(len(found) / max(refine_seconds, 1e-9), 1),
+        },
+        "outputs": {
+            "keypoints": "keypoints.json",
+            "posetrack": "posetrack.json",
+            "overlay": "overlay.mp4",
+        },  # fmt: skip
+    }
+    _write_json(out / "meta.json", meta)
+    return meta
