@@ -7,7 +7,8 @@ and tracked (shared/methods.md section 6; the parts are in :mod:`css_pose.crowd`
    along DIS flow between consecutive whole frames, matched by OKS and fused; people the
    detector missed in t but found around it are recovered (:func:`~css_pose.crowd.refine_poses`).
    The video is decoded twice, and only 2k + 2 frames and their flows are held at a time.
-3. **Tracks**: ids carried from frame to frame by OKS (:class:`~css_pose.crowd.Tracker`).
+3. **Tracks**: ids carried from frame to frame by OKS; a track missed for up to 3 frames
+   keeps its id (:class:`~css_pose.crowd.Tracker`).
 
 Writes into ``--out``: ``keypoints.json`` (COCO keypoint results with ``track_id`` and
 ``recovered``), ``posetrack.json`` (a PoseTrack-2018-style annotation file: every frame an
