@@ -602,14 +602,13 @@ def run_predict(
         written = ready.index + 1
 
     try:
-        for ready, people in predict_stream(_note_gaps(source.frames(), missing), stream, chunk):
-            write(ready, people)
-        if written == 0:
-            raise VideoReadError(f"{video}: no decodable frames")
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
+        with writer:
+            for ready, people in predict_stream(
+                _note_gaps(source.frames(), missing), stream, chunk
+            ):
+                write(ready, people)
+            if written == 0:
+                raise VideoReadError(f"{video}: no decodable frames")
     finally:
         bar.close()
         source.close()

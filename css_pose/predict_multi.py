@@ -210,31 +210,28 @@ def run_predict_multi(
         bar.update(1)
 
     try:
-        ready = 0  # the next frame to emit
-        for index, image in source.frames():
-            frames[index] = image
-            if index - 1 in frames:
-                s = time.perf_counter()
-                fwd[index - 1] = dense_flow(frames[index - 1], image)
-                bwd[index - 1] = dense_flow(image, frames[index - 1])
-                flow_seconds += time.perf_counter() - s
-            while ready in found and (online or ready + k <= index):
-                emit(ready)
-                ready += 1
-                while ready <= last and ready not in found:
+        with writer:
+            ready = 0  # the next frame to emit
+            for index, image in source.frames():
+                frames[index] = image
+                if index - 1 in frames:
+                    s = time.perf_counter()
+                    fwd[index - 1] = dense_flow(frames[index - 1], image)
+                    bwd[index - 1] = dense_flow(image, frames[index - 1])
+                    flow_seconds += time.perf_counter() - s
+                while ready in found and (online or ready + k <= index):
+                    emit(ready)
                     ready += 1
-            for old in [i for i in frames if i < ready - k - 1]:
-                frames.pop(old)
-                fwd.pop(old, None)
-                bwd.pop(old, None)
-        while ready <= last:
-            if ready in found:
-                emit(ready)
-            ready += 1
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
+                    while ready <= last and ready not in found:
+                        ready += 1
+                for old in [i for i in frames if i < ready - k - 1]:
+                    frames.pop(old)
+                    fwd.pop(old, None)
+                    bwd.pop(old, None)
+            while ready <= last:
+                if ready in found:
+                    emit(ready)
+                ready += 1
     finally:
         bar.close()
         source.close()

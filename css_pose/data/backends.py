@@ -529,6 +529,17 @@ class VideoWriter:
         finally:
             self.tmp.unlink(missing_ok=True)
 
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Close (the file appears) when the block ends normally; abort (nothing is left
+        behind) when it raises."""
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
 
 def _decord_message(error: Exception) -> str:
     """decord's error text without its timestamp and source-file prefix."""

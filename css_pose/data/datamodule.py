@@ -238,6 +238,7 @@ class VideoDataModule(pl.LightningDataModule):
         self.index: VideoIndex | None = None
         # The videos the probes read: ``index``, or with ``labels`` the labelled entries.
         self.label_index: VideoIndex | None = None
+        self._indexes: tuple[VideoIndex, VideoIndex] | None = None
         self.train_set: VideoClipDataset | None = None
         self.val_set: VideoClipDataset | None = None
         self._probe_loaders: dict[str, DataLoader] = {}
@@ -246,7 +247,13 @@ class VideoDataModule(pl.LightningDataModule):
         """(videos for training, videos for the probes): the same index without ``labels`` and
         ``boxes``. With ``labels`` the probes' videos carry the labels file's annotations and
         every split is fixed by :func:`~css_pose.data.labels.split_by_video`; training's videos
-        carry ``boxes``' boxes, or none (whole frames)."""
+        carry ``boxes``' boxes, or none (whole frames). Built once per datamodule (``prepare_data``
+        and ``setup`` share it), so the labels and boxes are matched once."""
+        if self._indexes is None:
+            self._indexes = self._build_index()
+        return self._indexes
+
+    def _build_index(self) -> tuple[VideoIndex, VideoIndex]:
         index = index_videos(self.root, strict=self.strict, cache=self.cache)
         if self.labels_path is None and self.boxes_path is None:
             return index, index

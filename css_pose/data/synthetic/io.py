@@ -46,13 +46,9 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float, crf: int = CRF, 
         },
         threads=1,
     )
-    try:
+    with writer:
         for frame in frames:
             writer.write(frame)
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
 
 
 def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
