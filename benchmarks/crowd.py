@@ -9,7 +9,8 @@ test videos, for each detector setting and seed:
 2. **per-frame top-down**: each box cropped and run through the head (css-pose predict's code);
 3. **flow**: DIS flow between consecutive whole frames, both directions;
 4. **refinement**: :func:`css_pose.crowd.refine_poses`, offline (k frames each side) and online
-   (past frames only), and tracks (:func:`css_pose.crowd.assign_tracks`).
+   (past frames only), and tracks (:func:`css_pose.crowd.assign_tracks`); offline also with the
+   other fusions (the median of the keypoints, the average of the heatmaps).
 
 Scores (:func:`css_pose.crowd.oks_ap`): OKS AP over the 12 limb joints (COCO sigmas by joint
 name) of every test frame; the share of the people-frames the detector dropped that refinement
@@ -50,6 +51,7 @@ from css_pose.heads2d import load_pose_model
 from css_pose.predict import predict_chunk
 
 REPO = Path(__file__).resolve().parents[1]
+OTHER_FUSIONS = ("median", "heatmap")  # offline, besides the default weighted mean
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -179,20 +181,30 @@ def main(argv=None) -> dict:
             per_frame, offline, online, floor = [], [], [], []
             dropped = recovered = switches = 0
             t_pose = t_refine = 0.0
+            by_fusion = {how: [] for how in OTHER_FUSIONS}
+            t_fusion = dict.fromkeys(OTHER_FUSIONS, 0.0)
             for v, (entry, ann, frames) in enumerate(videos):
                 boxes = {t: det(t + 1000 * v, ann.boxes[ann.present[:, t], t], entry.width,
                                 entry.height) for t in range(entry.num_frames)}  # fmt: skip
                 s = time.perf_counter()
                 people = predict_chunk(model, codec, list(frames), list(range(len(frames))),
-                                       boxes, pad, size, torch.device("cpu"), True)  # fmt: skip
+                                       boxes, pad, size, torch.device("cpu"), True,
+                                       keep_heatmaps=True)  # fmt: skip
                 t_pose += time.perf_counter() - s
                 seen = [[] for _ in frames]
                 for p in people:
-                    seen[p.frame].append(FramePerson(p.keypoints, p.scores, p.box, p.box_score))
+                    seen[p.frame].append(FramePerson(p.keypoints, p.scores, p.box, p.box_score,
+                                                     heatmaps=p.heatmaps,
+                                                     heatmap_to_frame=p.heatmap_to_frame))  # fmt: skip
                 s = time.perf_counter()
                 off = refine_poses(seen, *flows[v], sigmas, k=args.k)
                 t_refine += time.perf_counter() - s
                 on = refine_poses(seen, flows[v][0], None, sigmas, k=args.k)
+                for how in OTHER_FUSIONS:
+                    s = time.perf_counter()
+                    fused = refine_poses(seen, *flows[v], sigmas, k=args.k, fusion=how)
+                    t_fusion[how] += time.perf_counter() - s
+                    by_fusion[how] += results(v, fused)
                 assign_tracks(off, sigmas)
                 per_frame += results(v, seen)
                 floor += results(v, [floor_people(boxes[t], unit_pose) for t in range(len(seen))])
@@ -207,6 +219,9 @@ def main(argv=None) -> dict:
                 "per_frame": oks_ap(gt_images, gt_people, per_frame, sigmas),
                 "offline": oks_ap(gt_images, gt_people, offline, sigmas),
                 "online": oks_ap(gt_images, gt_people, online, sigmas),
+                **{f"offline_{how}": oks_ap(gt_images, gt_people, r, sigmas)
+                   for how, r in by_fusion.items()},
+                **{f"refine_{how}_fps": n_frames / t for how, t in t_fusion.items()},
                 "dropped": dropped, "recovered": recovered, "id_switches": switches,
                 "pose_fps": n_frames / t_pose, "refine_fps": n_frames / t_refine,
                 "flow_fps": flow_fps,
@@ -215,7 +230,9 @@ def main(argv=None) -> dict:
             print(
                 f"{name:9s} seed {seed}: AP floor {row['floor']['AP']:.3f}, per frame "
                 f"{row['per_frame']['AP']:.3f}, offline "
-                f"{row['offline']['AP']:.3f}, online {row['online']['AP']:.3f}; recovered "
+                f"{row['offline']['AP']:.3f} ("
+                + ", ".join(f"{h} {row[f'offline_{h}']['AP']:.3f}" for h in OTHER_FUSIONS)
+                + f"), online {row['online']['AP']:.3f}; recovered "
                 f"{recovered}/{dropped}; id switches {switches}; frames/s pose "
                 f"{row['pose_fps']:.0f}, flow {flow_fps:.0f}, refine {row['refine_fps']:.0f}",
                 flush=True,

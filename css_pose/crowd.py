@@ -141,7 +141,7 @@ def propagate(keypoints: np.ndarray, flow: np.ndarray) -> np.ndarray:
     return out
 
 
-FUSIONS = ("mean", "median")
+FUSIONS = ("mean", "median", "heatmap")
 
 
 def fuse(
@@ -180,6 +180,63 @@ def fuse(
         fused[~finite.any(0)] = np.nan
     present = finite * weight[:, None]
     return fused, (s * weight[:, None]).sum(0) / np.maximum(present.sum(0), np.spacing(1))
+
+
+def fuse_heatmaps(
+    target_to_frame: np.ndarray,
+    shape: tuple[int, int],
+    heatmaps: Sequence[np.ndarray],
+    to_frame: Sequence[np.ndarray],
+    shifts: np.ndarray,
+    weights: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Heatmap averaging: one pose from C candidates' heatmaps -> keypoints (J, 2) frame px and
+    scores (J,).
+
+    Candidate c's heatmaps (J, h_c, w_c) lie on the cell grid of its own crop; ``to_frame[c]``
+    (2, 3) maps its cells (x, y) to frame px, and ``shifts[c]`` (J, 2) px moves joint j's map (the
+    flow displacement that carried the joint to this frame; NaN: the candidate lacks the joint).
+    Each map is resampled (bicubic, 0 outside its crop) onto the target grid of ``shape``
+    (h, w), whose cells ``target_to_frame`` (2, 3) maps to frame px, and the maps are averaged
+    with ``weights`` (C,) (default 1). A joint's keypoint is the peak of its average (argmax and
+    the quadratic fit of :func:`~css_pose.codecs.heatmap.refine_peaks`), its score the peak's
+    value. Unlike averaging keypoints, a candidate far from the others only adds a second, lower
+    mode instead of pulling the joint towards it. A joint no candidate has is NaN with score 0.
+    One candidate on its own grid with no shift gives back the head's own decoding.
+    """
+    import cv2
+    import torch
+
+    from css_pose.codecs.heatmap import refine_peaks
+
+    h, w = shape
+    target = np.vstack([target_to_frame, [0.0, 0.0, 1.0]])
+    shifts = np.asarray(shifts, np.float64)
+    joints = len(shifts[0])
+    weight = np.ones(len(heatmaps)) if weights is None else np.asarray(weights, np.float64)
+    total = np.zeros((joints, h, w), np.float64)
+    count = np.zeros(joints)
+    for maps, matrix, shift, wc in zip(heatmaps, to_frame, shifts, weight, strict=True):
+        inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))
+        for j in range(joints):
+            if wc <= 0 or not np.isfinite(shift[j]).all():
+                continue
+            move = np.array([[1.0, 0.0, -shift[j, 0]], [0.0, 1.0, -shift[j, 1]], [0.0, 0.0, 1.0]])
+            # target cell -> frame px -> back along the shift -> the candidate's cell
+            m = (inverse @ move @ target)[:2].astype(np.float32)
+            warped = cv2.warpAffine(maps[j].astype(np.float32), m, (w, h),
+                                    flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
+            total[j] += wc * warped
+            count[j] += wc
+    mean = total / np.maximum(count, np.spacing(1))[:, None, None]
+    peaks, values = refine_peaks(torch.from_numpy(mean.astype(np.float32))[None])
+    cells = peaks[0].double().numpy()
+    keypoints = cells @ target[:2, :2].T + target[:2, 2]
+    scores = values[0].double().numpy()
+    keypoints[count <= 0] = np.nan
+    scores[count <= 0] = 0.0
+    return keypoints, scores
 
 
 @dataclass
@@ -282,7 +339,9 @@ def oks_ap(
 class FramePerson:
     """One person in one frame: keypoints (J, 2) frame px, scores (J,), box (4,) x1 y1 x2 y2,
     ``score`` (the box's or the pose's), ``track`` id (-1 before tracking), ``recovered``: made by
-    :func:`refine_poses` from its neighbours where the detector found no one."""
+    :func:`refine_poses` from its neighbours where the detector found no one. ``heatmaps``
+    (J, h, w) and ``heatmap_to_frame`` (2, 3), cell (x, y) -> frame px, are needed only for
+    heatmap fusion (:func:`fuse_heatmaps`)."""
 
     keypoints: np.ndarray
     scores: np.ndarray
@@ -290,6 +349,40 @@ class FramePerson:
     score: float
     track: int = -1
     recovered: bool = False
+    heatmaps: np.ndarray | None = None
+    heatmap_to_frame: np.ndarray | None = None
+
+
+# A candidate pose of one person in one frame: keypoints (J, 2), scores (J,), weight, the person
+# it was carried from, and the displacement (J, 2) px that carried it (0 for the person itself).
+_Candidate = tuple[np.ndarray, np.ndarray, float, FramePerson, np.ndarray]
+
+
+def _fuse(
+    group: list[_Candidate], how: str, target: FramePerson | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fuse` or, for ``how="heatmap"``, :func:`fuse_heatmaps` on the grid of ``target``
+    (default: the heaviest candidate's grid, moved by its mean displacement)."""
+    weights = np.array([g[2] for g in group])
+    if how != "heatmap":
+        return fuse(np.stack([g[0] for g in group]), np.stack([g[1] for g in group]), how, weights)
+    if any(g[3].heatmaps is None or g[3].heatmap_to_frame is None for g in group):
+        raise ValueError(
+            "fusion='heatmap' needs every person's heatmaps and heatmap_to_frame: predict with "
+            "predict_chunk(..., keep_heatmaps=True) and a heatmap head, or fuse with 'mean'"
+        )
+    if target is None:
+        best = group[int(np.argmax(weights))]
+        move = np.nan_to_num(np.nanmean(best[4], axis=0)) if np.isfinite(best[4]).any() else 0.0
+        grid, to_frame = best[3].heatmaps.shape[1:], best[3].heatmap_to_frame.copy()
+        to_frame[:, 2] += move
+    else:
+        grid, to_frame = target.heatmaps.shape[1:], target.heatmap_to_frame
+    shifts = np.stack([np.where(np.isfinite(g[0]), g[4], np.nan) for g in group])
+    return fuse_heatmaps(
+        to_frame, grid, [g[3].heatmaps for g in group],
+        [g[3].heatmap_to_frame for g in group], shifts, weights,
+    )  # fmt: skip
 
 
 def _carry(people: list[FramePerson], flows: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -317,8 +410,10 @@ def refine_poses(
     ``forward[t-1]`` (from frame t-1 to t) and, unless ``backward`` is None (online mode: past
     frames only), those of t+1..t+k backward with ``backward[t]`` (from frame t+1 to t). Each
     carried pose is matched to the people of frame t by OKS (Hungarian, at least ``min_oks``)
-    and joins that person's candidates with its scores times ``decay ** d`` (d frames away);
-    the candidates are fused (:func:`fuse`). Carried poses that match no one in frame t and
+    and joins that person's candidates with weight ``decay ** d`` (d frames away); the
+    candidates are fused: ``fusion`` "mean" or "median" by :func:`fuse`, "heatmap" by
+    :func:`fuse_heatmaps` on the person's own heatmap grid (every person needs its heatmaps,
+    ``predict_chunk(..., keep_heatmaps=True)``). Carried poses that match no one in frame t and
     agree with each other (OKS >= ``min_oks``) in at least ``recover`` neighbour frames make a
     recovered person: someone the detector missed in frame t but found around it.
 
@@ -336,11 +431,15 @@ def refine_poses(
             f"{n} frames need {max(n - 1, 0)} forward (and backward) flows, got {len(forward)}"
             + ("" if backward is None else f" and {len(backward)}")
         )
+    if fusion not in FUSIONS:
+        raise ValueError(f"unknown fusion {fusion!r}; choose one of {FUSIONS}")
     out = []
     for t in range(n):
         own = frames[t]
-        cands = [[(p.keypoints, p.scores, 1.0)] for p in own]
-        leftovers: list[tuple[np.ndarray, np.ndarray, float, FramePerson]] = []
+        cands: list[list[_Candidate]] = [
+            [(p.keypoints, p.scores, 1.0, p, np.zeros_like(p.keypoints))] for p in own
+        ]
+        leftovers: list[_Candidate] = []
         sources = [(t - d, forward[t - d : t], d) for d in range(1, k + 1) if t - d >= 0]
         if backward is not None:
             sources += [
@@ -351,18 +450,17 @@ def refine_poses(
         for s, flows, d in sources:
             carried = _carry(frames[s], flows)
             pairs = match_people(carried, [p.keypoints for p in own], "oks", sigmas, min_oks)
-            for i, j in pairs:
-                cands[j].append((carried[i], frames[s][i].scores, decay**d))
-            matched = {i for i, _ in pairs}
-            leftovers += [
-                (carried[i], frames[s][i].scores, decay**d, frames[s][i])
-                for i in range(len(carried))
-                if i not in matched
+            items = [
+                (kp, q.scores, decay**d, q, kp - q.keypoints)
+                for kp, q in zip(carried, frames[s], strict=True)
             ]
+            for i, j in pairs:
+                cands[j].append(items[i])
+            matched = {i for i, _ in pairs}
+            leftovers += [items[i] for i in range(len(items)) if i not in matched]
         refined = []
         for p, c in zip(own, cands, strict=True):
-            kps, scores, weights = (np.stack(x) for x in zip(*c, strict=True))
-            kp, sc = fuse(kps, scores, fusion, weights)
+            kp, sc = _fuse(c, fusion, p)
             refined.append(FramePerson(kp, sc, p.box.copy(), p.score, p.track))
         boxes = [p.box for p in own]
         refined += _recovered(leftovers, boxes, sigmas, min_oks, recover, fusion, decay)
@@ -371,7 +469,7 @@ def refine_poses(
 
 
 def _recovered(
-    leftovers: list[tuple[np.ndarray, np.ndarray, float, FramePerson]],
+    leftovers: list[_Candidate],
     boxes: list[np.ndarray],
     sigmas: np.ndarray,
     min_oks: float,
@@ -384,7 +482,7 @@ def _recovered(
     box overlaps a person found in the frame (IoU >= 0.5: the same person, carried less well
     than OKS ``min_oks`` allowed). A recovered person's score is its sources' mean box score x
     ``decay``, below the people the detector found."""
-    groups: list[list[tuple[np.ndarray, np.ndarray, float, FramePerson]]] = []
+    groups: list[list[_Candidate]] = []
     for item in leftovers:
         for group in groups:
             ref = group[0][0]
@@ -401,10 +499,7 @@ def _recovered(
     for group in groups:
         if len(group) < recover:
             continue
-        weights = np.array([g[2] for g in group])
-        kp, sc = fuse(
-            np.stack([g[0] for g in group]), np.stack([g[1] for g in group]), fusion, weights
-        )
+        kp, sc = _fuse(group, fusion)
         box = keypoint_box(kp)
         pad = 0.1 * (box[2:] - box[:2])
         box = np.concatenate([box[:2] - pad, box[2:] + pad])

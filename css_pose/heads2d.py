@@ -292,12 +292,14 @@ def load_pose_model(path: str | Path, device: str | torch.device = "cpu"):
 
 @torch.no_grad()
 def predict(
-    model: PoseModel, codec, frames: torch.Tensor, flip_test: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Crops (B, 3, H, W) -> keypoints (B, J, 2) crop px and scores (B, J); eval mode."""
+    model: PoseModel, codec, frames: torch.Tensor, flip_test: bool, outputs: bool = False
+) -> tuple[torch.Tensor, ...]:
+    """Crops (B, 3, H, W) -> keypoints (B, J, 2) crop px and scores (B, J); eval mode. With
+    ``outputs`` also the head's (flip-averaged) output dict, e.g. ``heatmaps`` (B, J, h, w)."""
     model.eval()
-    outputs = flip_average(model, frames) if flip_test else model(frames)
-    return codec.decode(outputs)
+    out = flip_average(model, frames) if flip_test else model(frames)
+    kp, scores = codec.decode(out)
+    return (kp, scores, out) if outputs else (kp, scores)
 
 
 def label_mean(kp: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:

@@ -73,6 +73,7 @@ import torch
 from einops import rearrange
 from tqdm import tqdm
 
+from css_pose.codecs.heatmap import HeatmapCodec
 from css_pose.config import configure_threads
 from css_pose.crowd import box_iou
 from css_pose.data.backends import (
@@ -272,6 +273,8 @@ class Person:
     box_score: float
     keypoints: np.ndarray  # (J, 2) frame px
     scores: np.ndarray  # (J,)
+    heatmaps: np.ndarray | None = None  # (J, h, w) float32, only with keep_heatmaps
+    heatmap_to_frame: np.ndarray | None = None  # (2, 3) heatmap cell (x, y) -> frame px
 
 
 def frame_boxes(boxes, index: int, width: int, height: int, box_pad: float):
@@ -290,10 +293,17 @@ def _to_frame(index: int, row: np.ndarray, matrix: np.ndarray, kp, scores) -> Pe
 
 def predict_chunk(
     model, codec, frames: list[np.ndarray], indices: list[int], boxes, box_pad: float, size: int,
-    device: torch.device, flip_test: bool,
+    device: torch.device, flip_test: bool, keep_heatmaps: bool = False,
 ) -> list[Person]:  # fmt: skip
     """Crop every person of ``frames`` (whose frame indices are ``indices``), run the model, and
-    map the keypoints back to frame pixels."""
+    map the keypoints back to frame pixels. ``keep_heatmaps`` (a heatmap head only) also keeps
+    each person's heatmaps and their cell -> frame px affine, for heatmap fusion
+    (:func:`css_pose.crowd.fuse_heatmaps`)."""
+    if keep_heatmaps and not isinstance(codec, HeatmapCodec):
+        raise ValueError(
+            f"heatmap fusion needs a heatmap head, this one decodes with {type(codec).__name__}; "
+            "fuse with 'mean' or 'median' instead"
+        )
     crops, metas = [], []
     for image, index in zip(frames, indices):
         found, pad = frame_boxes(boxes, index, image.shape[1], image.shape[0], box_pad)
@@ -305,11 +315,21 @@ def predict_chunk(
         return []
     batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
     with torch.no_grad():
-        kp, scores = predict(model, codec, batch.to(device), flip_test)
-    return [
+        kp, scores, outputs = predict(model, codec, batch.to(device), flip_test, outputs=True)
+    people = [
         _to_frame(index, row, matrix, k, s)
         for (index, row, matrix), k, s in zip(metas, kp.cpu().numpy(), scores.cpu().numpy())
     ]
+    if keep_heatmaps:
+        s = codec.stride  # cell c covers crop px c * s .. c * s + s - 1, centre c * s + (s - 1) / 2
+        cell_to_crop = np.array([[s, 0.0, (s - 1) / 2], [0.0, s, (s - 1) / 2], [0.0, 0.0, 1.0]])
+        maps = outputs["heatmaps"].float().cpu().numpy()
+        for person, (_, _, matrix), m in zip(people, metas, maps, strict=True):
+            person.heatmaps = m
+            person.heatmap_to_frame = (
+                np.linalg.inv(np.vstack([matrix, [0, 0, 1]])) @ cell_to_crop
+            )[:2]
+    return people
 
 
 @dataclass
@@ -845,6 +865,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="--people multi: neighbours each side carried to a frame")  # fmt: skip
     parser.add_argument("--online", action="store_true",
                         help="--people multi: past frames only (no look-ahead)")  # fmt: skip
+    parser.add_argument("--fusion", choices=("mean", "median", "heatmap"), default="mean",
+                        help="--people multi: combine a person's carried poses by their weighted "
+                        "mean, median, or the average of their heatmaps (a heatmap head)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.chunk < 1:
         parser.error("--chunk must be >= 1")
@@ -858,7 +881,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         meta = run_predict_multi(
             args.model, args.video, args.out, args.boxes, args.refine_frames, args.online,
-            args.min_box_score, not args.no_flip_test, args.device, args.chunk,
+            args.fusion, args.min_box_score, not args.no_flip_test, args.device, args.chunk,
         )  # fmt: skip
         out = Path(args.out)
         print(

@@ -4,7 +4,8 @@ and tracked (shared/methods.md section 6; the parts are in :mod:`css_pose.crowd`
 1. **Per frame**: each detection of ``--boxes`` is cropped and run through the single-frame model,
    as plain ``css-pose predict`` does.
 2. **Refinement**: for frame t, the people of frames t-k..t+k (online: t-k..t) are carried to t
-   along DIS flow between consecutive whole frames, matched by OKS and fused; people the
+   along DIS flow between consecutive whole frames, matched by OKS and fused (``--fusion``:
+   weighted mean of the keypoints, their median, or the average of their heatmaps); people the
    detector missed in t but found around it are recovered (:func:`~css_pose.crowd.refine_poses`).
    The video is decoded twice, and only 2k + 2 frames and their flows are held at a time.
 3. **Tracks**: ids carried from frame to frame by OKS; a track missed for up to 3 frames
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from css_pose.crowd import FramePerson, Tracker, layout_sigmas, refine_poses
+from css_pose.crowd import FUSIONS, FramePerson, Tracker, layout_sigmas, refine_poses
 from css_pose.data.backends import VideoReadError, VideoWriter
 from css_pose.data.coco import CocoImage, CocoPerson, write_coco
 from css_pose.flow import dense_flow
@@ -46,8 +47,10 @@ def track_colour(track: int) -> tuple[int, int, int]:
     return tuple(int(c) for c in bgr)
 
 
-def _people_per_frame(model, codec, payload, video, boxes, device, flip_test, chunk, progress):
-    """Pass 1: {frame index: [FramePerson]} of every decoded frame, and the stream's facts."""
+def _people_per_frame(model, codec, payload, video, boxes, device, flip_test, chunk, progress,
+                      heatmaps=False):  # fmt: skip
+    """Pass 1: {frame index: [FramePerson]} of every decoded frame, and the stream's facts.
+    ``heatmaps``: keep each person's heatmaps too (float16, for heatmap fusion)."""
     from css_pose.predict import VideoStream, predict_chunk
 
     untrained = ~np.asarray(payload.get("trained_joints", [True] * NUM_JOINTS), bool)
@@ -62,13 +65,15 @@ def _people_per_frame(model, codec, payload, video, boxes, device, flip_test, ch
         for index, _ in batch:
             found[index] = []
         people = predict_chunk(model, codec, [im for _, im in batch], [i for i, _ in batch],
-                               boxes, pad, size, device, flip_test)  # fmt: skip
+                               boxes, pad, size, device, flip_test, heatmaps)  # fmt: skip
         for p in people:
             kp = p.keypoints.astype(np.float64)
             kp[untrained] = np.nan  # never labelled in training: not reported
             sc = p.scores.astype(np.float64)
             sc[untrained] = 0.0
-            found[p.frame].append(FramePerson(kp, sc, np.asarray(p.box, np.float64), p.box_score))
+            maps = None if p.heatmaps is None else p.heatmaps.astype(np.float16)
+            found[p.frame].append(FramePerson(kp, sc, np.asarray(p.box, np.float64), p.box_score,
+                                              heatmaps=maps, heatmap_to_frame=p.heatmap_to_frame))  # fmt: skip
         bar.update(len(batch))
 
     try:
@@ -95,6 +100,7 @@ def run_predict_multi(
     boxes_path: str | Path,
     k: int = 2,
     online: bool = False,
+    fusion: str = "mean",
     min_box_score: float = 0.3,
     flip_test: bool = True,
     device: str = "auto",
@@ -103,9 +109,16 @@ def run_predict_multi(
 ) -> dict:
     """Every person of ``video`` (module docstring); returns ``meta.json``'s content.
 
+    ``fusion``: how a person's candidates are combined (:data:`~css_pose.crowd.FUSIONS`);
+    "heatmap" needs a heatmap head and keeps every person's heatmaps in memory (float16,
+    J x h x w each: 2 KB at 32 px crops and stride 4).
+
     Raises CheckpointError (bad model), VideoReadError (unreadable video) or ValueError (bad
-    detection file; a clip model, which this mode does not take), each naming the file.
+    detection file; a clip model, which this mode does not take; heatmap fusion with a head
+    that has no heatmaps), each naming the file.
     """
+    if fusion not in FUSIONS:
+        raise ValueError(f"unknown fusion {fusion!r}; choose one of {FUSIONS}")
     from css_pose.predict import _write_json, load_detections
 
     dev = torch.device(
@@ -120,7 +133,7 @@ def run_predict_multi(
     boxes = load_detections(boxes_path, min_box_score)
     start = time.perf_counter()
     found, (width, height, fps), untrained = _people_per_frame(
-        model, codec, payload, video, boxes, dev, flip_test, chunk, progress
+        model, codec, payload, video, boxes, dev, flip_test, chunk, progress, fusion == "heatmap"
     )
     pose_seconds = time.perf_counter() - start
     sigmas, _ = layout_sigmas(CANONICAL)
@@ -161,6 +174,7 @@ def run_predict_multi(
             None if online else [bwd[i] for i in seq[:-1]],
             sigmas,
             k=k,
+            fusion=fusion,
         )[seq.index(t)]
         refine_seconds += time.perf_counter() - s
         tracker.update(refined)
@@ -244,6 +258,7 @@ def run_predict_multi(
         "boxes": str(boxes_path),
         "mode": "online" if online else "offline",
         "k": k,
+        "fusion": fusion,
         "frames": written,
         "decoded_frames": len(found),
         "people": len(entries),

@@ -111,6 +111,56 @@ def test_fusion():
         fuse(kp, scores, "max")
 
 
+def _gaussian_maps(cells: np.ndarray, shape=(12, 10), sigma: float = 1.5) -> np.ndarray:
+    """(J, h, w) peak-1 Gaussians centred on ``cells`` (J, 2) x, y."""
+    h, w = shape
+    y, x = np.mgrid[0:h, 0:w]
+    d2 = (x[None] - cells[:, :1, None]) ** 2 + (y[None] - cells[:, 1:, None]) ** 2
+    return np.exp(-d2 / (2 * sigma**2)).astype(np.float32)
+
+
+def test_heatmap_fusion_follows_grids_and_shifts():
+    from css_pose.crowd import fuse_heatmaps
+
+    # Candidate 0: cells of 4 px from frame px (20, 30); candidate 1: a crop at another scale
+    # and place, carried here by a displacement of (+3, -2) px.
+    own = np.array([[4.0, 0.0, 20.0], [0.0, 4.0, 30.0]])
+    other = np.array([[5.0, 0.0, 11.0], [0.0, 5.0, 36.0]])
+    truth = np.array([[33.0, 51.0], [27.4, 61.8]])  # frame px
+    shift = np.array([[3.0, -2.0], [3.0, -2.0]])
+
+    def cells(matrix, points):
+        return (points - matrix[:, 2]) / np.diag(matrix[:, :2])
+
+    maps0 = _gaussian_maps(cells(own, truth))
+    maps1 = _gaussian_maps(cells(other, truth - shift))
+    # One candidate on its own grid: the peak of its own map.
+    kp, sc = fuse_heatmaps(own, (12, 10), [maps0], [own], np.zeros((1, 2, 2)))
+    np.testing.assert_allclose(kp, truth, atol=0.05)
+    np.testing.assert_allclose(sc, 1.0, atol=0.05)
+    # The carried candidate alone lands on the truth too, resampled onto candidate 0's grid.
+    kp, _ = fuse_heatmaps(own, (12, 10), [maps1], [other], shift[None])
+    np.testing.assert_allclose(kp, truth, atol=0.2)  # bicubic resampling: <= 0.16 px off
+    # Both: the same place; a joint nobody has (NaN shift) is NaN with score 0.
+    shifts = np.stack([np.zeros((2, 2)), shift])
+    shifts[:, 1] = np.nan
+    kp, sc = fuse_heatmaps(own, (12, 10), [maps0, maps1], [own, other], shifts, np.array([1, 0.5]))
+    np.testing.assert_allclose(kp[0], truth[0], atol=0.1)
+    assert np.isnan(kp[1]).all() and sc[1] == 0.0
+
+
+def test_heatmap_fusion_keeps_the_mode_where_the_mean_is_pulled_away():
+    from css_pose.crowd import fuse_heatmaps
+
+    grid = np.array([[4.0, 0.0, 0.0], [0.0, 4.0, 0.0]])
+    agree = _gaussian_maps(np.array([[3.0, 4.0]]), sigma=1.0)
+    stray = _gaussian_maps(np.array([[8.0, 9.0]]), sigma=1.0)  # 20 px right, 20 px down
+    kp, _ = fuse_heatmaps(grid, (12, 10), [agree, agree, stray], [grid] * 3, np.zeros((3, 1, 2)))
+    np.testing.assert_allclose(kp[0], [12.0, 16.0], atol=0.3)
+    mean, _ = fuse(np.array([[[12.0, 16.0]], [[12.0, 16.0]], [[32.0, 36.0]]]), np.ones((3, 1)))
+    np.testing.assert_allclose(mean[0], [18.67, 22.67], atol=0.01)
+
+
 def test_simulated_detector():
     boxes = np.array([[10, 10, 30, 60.0], [50, 5, 80, 70.0]])
     exact = SimulatedDetector(drop=0, jitter=0, false=0)
@@ -253,6 +303,10 @@ def test_refinement_recovers_a_missed_person_and_averages_noise():
     assert len(refine_poses(seen, fwd, bwd, sigmas, k=1, recover=3)[3]) == 1
     with pytest.raises(ValueError, match="6 frames need 5 forward"):
         refine_poses(seen, fwd[:-1], None, sigmas)
+    with pytest.raises(ValueError, match="needs every person's heatmaps"):
+        refine_poses(seen, fwd, bwd, sigmas, fusion="heatmap")
+    with pytest.raises(ValueError, match="unknown fusion"):
+        refine_poses(seen, fwd, bwd, sigmas, fusion="max")
 
 
 @pytest.fixture(scope="module")
@@ -289,14 +343,16 @@ def test_predict_multi_outputs_every_frame_when_the_detector_misses(crowd_model,
         for t in range(entry.num_frames) if t not in (4, 5)
         for b in ann.boxes[ann.present[:, t], t]
     ]  # fmt: skip
-    for name, found in (("some", dets), ("none", [])):
+    for name, found, fusion in (("some", dets, "mean"), ("none", [], "mean"),
+                                ("heatmap", dets, "heatmap")):  # fmt: skip
         boxes = tmp_path / f"{name}.json"
         boxes.write_text(json.dumps(found))
         out = tmp_path / name
         code = cli(["predict", "--model", str(model), "--video", entry.path, "--boxes",
-                    str(boxes), "--people", "multi", "--out", str(out)])  # fmt: skip
+                    str(boxes), "--people", "multi", "--fusion", fusion, "--out", str(out)])  # fmt: skip
         assert code == 0
         meta = json.loads((out / "meta.json").read_text())
+        assert meta["fusion"] == fusion
         assert meta["frames"] == entry.num_frames == probe_video(out / "overlay.mp4").num_frames
         track = read_coco(out / "posetrack.json")
         assert track.layout.name == "h36m17" and len(track.images) == entry.num_frames
@@ -315,3 +371,39 @@ def test_predict_multi_outputs_every_frame_when_the_detector_misses(crowd_model,
     with pytest.raises(SystemExit):
         cli(["predict", "--model", str(model), "--video", entry.path, "--people", "multi",
              "--out", str(tmp_path / "x")])  # fmt: skip
+
+
+def test_kept_heatmaps_decode_to_the_predicted_keypoints(crowd_model):
+    """predict_chunk's heatmap_to_frame maps each kept heatmap's peak onto the keypoints it
+    reports, so heatmap fusion of a person with itself changes nothing."""
+    import torch
+
+    from css_pose.crowd import fuse_heatmaps
+    from css_pose.data.backends import open_video
+    from css_pose.data.index import index_videos
+    from css_pose.data.loading import load_annotation
+    from css_pose.heads2d import load_pose_model
+    from css_pose.predict import predict_chunk
+
+    root, path = crowd_model
+    entry = index_videos(root).videos[0]
+    ann = load_annotation(entry.annotation, entry.num_frames)
+    with open_video(entry.path, "pyav", entry.num_frames) as reader:
+        frames = list(reader.get_batch([0, 1]))
+    boxes = {t: np.concatenate([ann.boxes[ann.present[:, t], t], np.ones((2, 1))], 1)
+             for t in (0, 1)}  # fmt: skip
+    model, codec, payload = load_pose_model(path, "cpu")
+    size, pad = payload["crop"]["size"], payload["crop"]["box_pad"]
+    people = predict_chunk(model, codec, frames, [0, 1], boxes, pad, size,
+                           torch.device("cpu"), True, keep_heatmaps=True)  # fmt: skip
+    assert len(people) == 4
+    for p in people:
+        assert p.heatmaps.shape == (17, size // codec.stride, size // codec.stride)
+        kp, sc = fuse_heatmaps(p.heatmap_to_frame, p.heatmaps.shape[1:], [p.heatmaps],
+                               [p.heatmap_to_frame], np.zeros((1, 17, 2)))  # fmt: skip
+        np.testing.assert_allclose(kp, p.keypoints, atol=1e-3)
+        np.testing.assert_allclose(sc, p.scores, atol=1e-5)
+    plain = predict_chunk(model, codec, frames, [0, 1], boxes, pad, size,
+                          torch.device("cpu"), True)  # fmt: skip
+    assert plain[0].heatmaps is None
+    np.testing.assert_allclose(plain[0].keypoints, people[0].keypoints)
