@@ -407,3 +407,29 @@ def test_kept_heatmaps_decode_to_the_predicted_keypoints(crowd_model):
                           torch.device("cpu"), True)  # fmt: skip
     assert plain[0].heatmaps is None
     np.testing.assert_allclose(plain[0].keypoints, people[0].keypoints)
+
+
+def test_weight_free_detector_benchmark_scores_boxes():
+    """benchmarks/weight_free_detectors.py: exact boxes score AP 1 and recall 1; the background
+    detector finds a square moving over a still background."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "weight_free_detectors.py"
+    spec = importlib.util.spec_from_file_location("weight_free_detectors", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    video = np.full((9, 64, 64, 3), 90, np.uint8)
+    boxes = np.zeros((1, 1, 9, 4))
+    for t in range(9):
+        x = 4 + 5 * t
+        video[t, 20:44, x : x + 12] = 230
+        boxes[0, 0, t] = [x, 20, x + 12, 44]
+    present = np.ones((1, 1, 9), bool)
+    exact = [np.array([[*boxes[0, 0, t], 1.0]]) for t in range(9)]
+    r = bench.score(exact, boxes, present, 64)
+    assert r["AP"] > 0.99 and r["recall50"] == 1.0 and r["per_frame"] == 1.0
+    found = bench.background_boxes(video, 25.0)
+    assert bench.score(found, boxes, present, 64)["recall50"] == 1.0
+    assert bench.score([np.zeros((0, 5))] * 9, boxes, present, 64)["AP"] == 0.0
