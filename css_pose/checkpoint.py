@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+
+from css_pose.artifacts.atomic import atomic_path
 
 
 class CheckpointError(ValueError):
@@ -53,13 +54,8 @@ def save_torch_file(obj: dict, path: str | Path) -> Path:
     """``torch.save`` a dict with its :func:`content_hash` under ``HASH_KEY``, atomically (a
     temporary file, then rename: a crash never leaves half a file). Returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save({**obj, HASH_KEY: content_hash(obj)}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -121,8 +117,16 @@ def read_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def load_strict(module: torch.nn.Module, state_dict: dict, source: str | Path) -> None:
-    """``load_state_dict(strict=True)`` whose error names the file and the offending keys."""
+def load_strict(
+    module: torch.nn.Module,
+    state_dict: dict,
+    source: str | Path,
+    target: str = "the model built from its config",
+    error: type[Exception] = CheckpointError,
+) -> None:
+    """``load_state_dict(strict=True)`` whose error names the file and the offending keys: the
+    one strict loader of css_pose (checkpoints, head and lifter files, encoder weights).
+    ``target`` names what the weights should fit, ``error`` the exception raised."""
     own = module.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
@@ -143,9 +147,7 @@ def load_strict(module: torch.nn.Module, state_dict: dict, source: str | Path) -
                     f" ... (+{len(keys) - 8} more)" if len(keys) > 8 else ""
                 )
                 parts.append(f"{label}: {shown}")
-        raise CheckpointError(
-            f"{source}: does not fit the model built from its config; " + "; ".join(parts)
-        )
+        raise error(f"{source}: does not fit {target}; " + "; ".join(parts))
     module.load_state_dict(state_dict, strict=True)
 
 

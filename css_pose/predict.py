@@ -58,7 +58,6 @@ import argparse
 import heapq
 import json
 import math
-import os
 import sys
 import time
 from collections import deque
@@ -73,6 +72,7 @@ import torch
 from einops import rearrange
 from tqdm import tqdm
 
+from css_pose.artifacts.atomic import write_json
 from css_pose.codecs.heatmap import HeatmapCodec
 from css_pose.config import configure_threads
 from css_pose.crowd import box_iou
@@ -674,13 +674,13 @@ def run_predict(
         )
     for warning in meta["warnings"]:
         print(f"[css_pose] warning: {warning}", file=sys.stderr)
-    _write_json(out / "keypoints.json", entries)
+    write_json(out / "keypoints.json", entries)
 
     if lifter is not None:
         write_pose3d(lifter, lifter_path, lifter_payload, best, missing, n_frames, source, out,
                      progress)  # fmt: skip
         meta["outputs"].update({"pose3d": "pose3d.json", "pose3d_video": "pose3d.mp4"})
-    _write_json(out / "meta.json", meta)
+    write_json(out / "meta.json", meta)
     meta["first_people"] = entries[:3]
     return meta
 
@@ -711,7 +711,7 @@ def write_pose3d(
     track = fill_track(best, n_frames)
     gone = set(missing)
     pose3d = 1000.0 * lift_sequence(lifter, track, source.width, source.height)  # mm
-    _write_json(
+    write_json(
         out / "pose3d.json",
         {
             "units": "mm, root-relative, camera axes (x right, y down, z forward)",
@@ -756,12 +756,6 @@ def _ranges(indices: list[int], limit: int = 20) -> str:
             runs.append([i, i])
     text = [f"{a}" if a == b else f"{a}-{b}" for a, b in runs[:limit]]
     return ", ".join(text + (["..."] if len(runs) > limit else []))
-
-
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
 
 
 # --- 3D animation ---------------------------------------------------------------------------------

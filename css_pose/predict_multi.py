@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from css_pose.artifacts.atomic import write_json
 from css_pose.crowd import FUSIONS, FramePerson, Tracker, layout_sigmas, refine_poses
 from css_pose.data.backends import VideoReadError, VideoWriter
 from css_pose.data.coco import CocoImage, CocoPerson, write_coco
@@ -119,7 +120,7 @@ def run_predict_multi(
     """
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; choose one of {FUSIONS}")
-    from css_pose.predict import _write_json, load_detections
+    from css_pose.predict import load_detections
 
     dev = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
@@ -250,7 +251,7 @@ def run_predict_multi(
         bar.close()
         source.close()
 
-    _write_json(out / "keypoints.json", entries)
+    write_json(out / "keypoints.json", entries)
     write_coco(out / "posetrack.json", CANONICAL, images, people_out)
     meta = {
         "video": str(video),
@@ -277,5 +278,5 @@ def run_predict_multi(
             "overlay": "overlay.mp4",
         },  # fmt: skip
     }
-    _write_json(out / "meta.json", meta)
+    write_json(out / "meta.json", meta)
     return meta

@@ -17,7 +17,6 @@ of the protocol is :mod:`css_pose.heads2d`'s: labels, flip train and flip test, 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import warnings
@@ -32,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
+from css_pose.artifacts.atomic import atomic_path
 from css_pose.config import ConfigError
 from css_pose.data.store import _digest
 from css_pose.flow import DIS_PRESETS, clip_flows, resize_flow, warp
@@ -209,12 +209,9 @@ def _write_cached_flows(path: Path | None, flows: torch.Tensor) -> None:
     flows are in memory and the run goes on."""
     if path is None:
         return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.save(f, flows.numpy())
-        os.replace(tmp, path)
         prefix = path.name.split("-")[0]
         for old in path.parent.glob("*.npy"):
             if not old.name.startswith(prefix):

@@ -52,6 +52,8 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from css_pose.artifacts.atomic import publish, temporary_sibling
+
 BACKENDS = ("decord", "pyav")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 # Frames/s of a frame folder, which has no timestamps (most datasets' are 25-30).
@@ -501,7 +503,7 @@ class VideoWriter:
         """``options``: libx264 options (default crf 20, preset veryfast); ``threads``: encoder
         threads (None: FFmpeg's choice; 1 makes the output byte-stable)."""
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.tmp = temporary_sibling(self.path)
         self.container = av.open(str(self.tmp), "w", format="mp4")
         rate = Fraction(fps).limit_denominator(1001)
         self.stream = self.container.add_stream("libx264", rate=rate)
@@ -520,7 +522,7 @@ class VideoWriter:
     def close(self) -> Path:
         self.container.mux(self.stream.encode())
         self.container.close()
-        os.replace(self.tmp, self.path)
+        publish([(self.tmp, self.path)])
         return self.path
 
     def abort(self) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from css_pose.artifacts.atomic import write_json
 from css_pose.layouts import LAYOUTS, Layout, get_layout
 
 PERSON = 1
@@ -418,9 +419,4 @@ def write_coco(
             }
         ],
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_json(path, data)

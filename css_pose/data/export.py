@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from css_pose.artifacts.atomic import write_json
 from css_pose.data.backends import open_video
 from css_pose.data.coco import CocoImage, CocoPerson, write_coco
 from css_pose.data.index import index_videos
@@ -119,9 +120,7 @@ def export_coco(
                 )
     write_coco(out / "labels.json", layout, images, people)
     if boxes:
-        tmp = out / ".boxes.json.tmp"
-        tmp.write_text(json.dumps({"images": box_images, "annotations": box_records}))
-        os.replace(tmp, out / "boxes.json")  # a reader never sees half a file
+        write_json(out / "boxes.json", {"images": box_images, "annotations": box_records})
     return {
         "videos": len(videos),
         "frames": frames_written,

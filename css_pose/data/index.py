@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from css_pose.artifacts.atomic import write_json
 from css_pose.data.backends import VideoInfo, VideoReadError, is_frame_folder, probe_video
 from css_pose.data.loading import AnnotationError, load_annotation
 
@@ -126,14 +127,11 @@ def _load_cache(root: Path) -> dict:
 
 def _save_cache(root: Path, cache: dict) -> None:
     for path in _cache_paths(root):
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(cache))
-            os.replace(tmp, path)  # atomic: ranks indexing at once never see half a file
+            write_json(path, cache)  # atomic: ranks indexing at once never see half a file
             return
         except OSError:
-            tmp.unlink(missing_ok=True)
+            pass
 
 
 def _read_manifest(root: Path) -> dict[str, dict]:

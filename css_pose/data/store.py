@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from css_pose.artifacts.atomic import publish, temporary_sibling
 from css_pose.data.backends import ReaderFactory, VideoReadError, open_video
 from css_pose.data.index import VideoEntry
 from css_pose.data.loading import AnnotationError, load_annotation
@@ -359,8 +360,7 @@ class _Builder:
         self.row_bytes = side * side * 3
         self.planned = sum(len(p.matrices) for p in plans)
         self.header = _npy_header((self.planned, side, side, 3), "|u1")
-        tag = f".{os.getpid()}.tmp"
-        self.tmp = {name: directory / f"{name}{tag}" for name in (CROPS, MATRICES, META)}
+        self.tmp = {name: temporary_sibling(directory / name) for name in (CROPS, MATRICES, META)}
 
     def needed_bytes(self) -> int:
         return len(self.header) + self.planned * (self.row_bytes + 48) + 2 * _MB
@@ -443,9 +443,7 @@ class _Builder:
         self.tmp[META].write_text(json.dumps(meta))
         # A reader never pairs new arrays with the old meta: that goes first, the new one last.
         (self.directory / META).unlink(missing_ok=True)
-        os.replace(self.tmp[CROPS], self.directory / CROPS)
-        os.replace(self.tmp[MATRICES], self.directory / MATRICES)
-        os.replace(self.tmp[META], self.directory / META)
+        publish((self.tmp[name], self.directory / name) for name in (CROPS, MATRICES, META))
 
     def _write_video(self, fd: int, plan: _Plan, first_row: int, bar: tqdm) -> str | None:
         """Decode ``plan``'s video and write its crops from row ``first_row``; why it failed,

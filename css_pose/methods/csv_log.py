@@ -19,6 +19,8 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.utilities import rank_zero_only
 
+from css_pose.artifacts.atomic import atomic_path
+
 
 class _AppendingWriter(ExperimentWriter):
     def _check_log_dir_exists(self) -> None:
@@ -29,12 +31,10 @@ class _AppendingWriter(ExperimentWriter):
     def _rewrite(self, fieldnames: list[str], keep=lambda row: True) -> None:
         with open(self.metrics_file_path, newline="") as f:
             rows = [row for row in csv.DictReader(f) if keep(row)]
-        tmp = f"{self.metrics_file_path}.tmp-{os.getpid()}"
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(self.metrics_file_path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fieldnames)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.metrics_file_path)
 
     def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
         self._rewrite(fieldnames)

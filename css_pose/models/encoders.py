@@ -124,23 +124,13 @@ def load_state_dict_strict(module: nn.Module, path: str | Path) -> None:
     A torchvision classification checkpoint's ``fc.*`` keys are dropped first (the classifier is not
     part of an encoder). Raises ``RuntimeError`` naming the file and the missing/unexpected keys.
     """
-    from css_pose.checkpoint import read_torch_file
+    from css_pose.checkpoint import load_strict, read_torch_file
 
     state = read_torch_file(path, "encoder weights")
     if not isinstance(state, dict):
         raise RuntimeError(f"{path}: expected a state dict (name -> tensor), got {type(state)}")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    expected = set(module.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise RuntimeError(
-            f"{path}: state dict does not match the encoder; "
-            f"missing keys {missing}; unexpected keys {unexpected}"
-        )
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as err:  # shape mismatches
-        raise RuntimeError(f"{path}: {err}") from err
+    load_strict(module, state, path, "the encoder", RuntimeError)
 
 
 def build_encoder(

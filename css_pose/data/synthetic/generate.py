@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from css_pose.artifacts.atomic import write_json
 from css_pose.data.synthetic.io import load_motion_file
 from css_pose.data.synthetic.video import render_video
 
@@ -233,8 +234,4 @@ def generate_dataset(
         },  # fmt: skip
         "videos": [entries[s.name] for s in specs],
     }
-    path = out / "manifest.json"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, path)
-    return path
+    return write_json(out / "manifest.json", manifest, indent=1)

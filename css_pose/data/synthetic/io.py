@@ -1,7 +1,7 @@
 """Files of the synthetic set: H.264 videos, byte-stable npz annotations, external motion files.
 
-Writers go through a temporary name and ``os.replace``, so an interrupted run never leaves a file
-under its final name that looks complete.
+Writers go through a temporary name (:mod:`css_pose.artifacts.atomic`), so an interrupted run
+never leaves a file under its final name that looks complete.
 """
 
 from __future__ import annotations
@@ -14,16 +14,13 @@ from pathlib import Path
 import av
 import numpy as np
 
+from css_pose.artifacts.atomic import atomic_path
 from css_pose.data.backends import VideoWriter
 
 from css_pose.skeleton import NUM_JOINTS
 
 GOP = 30
 CRF = 18
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
 def write_mp4(path: str | Path, frames: np.ndarray, fps: float, crf: int = CRF, gop: int = GOP):
@@ -57,15 +54,13 @@ def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     Object arrays are refused, so every file loads with ``np.load`` without ``allow_pickle``.
     """
     path = Path(path)
-    tmp = _tmp(path)
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_path(path, mkdir=False) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for key, value in arrays.items():
             info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             with zf.open(info, "w") as f:
                 np.lib.format.write_array(f, np.asarray(value), allow_pickle=False)
-    os.replace(tmp, path)
 
 
 def load_motion_file(path: str | Path) -> np.ndarray:
