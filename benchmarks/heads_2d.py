@@ -28,8 +28,9 @@ from pathlib import Path
 
 import torch
 
-from css_pose.heads2d import load_head_config, predict, run_head, score_2d
-from css_pose.linear_probe import frame_datamodule, frame_videos, select_labeled
+from css_pose.apps.support import frame_datamodule, frame_videos, select_labeled
+from css_pose.heads2d import load_head_config, run_head, score_2d
+from css_pose.models.pose_model import predict
 
 CEILING = "heatmap s4 + fusion, every label (ceiling)"
 VARIANTS = (
@@ -60,7 +61,7 @@ def finished_run(cfg) -> tuple[dict, tuple] | None:
     checkpoint and settings (so an interrupted or extended benchmark resumes), else None."""
     from omegaconf import OmegaConf
 
-    from css_pose.heads2d import load_pose_model
+    from css_pose.models.pose_model import load_pose_model
 
     run_dir = Path(cfg.run_dir)
     if not (run_dir / "result.json").exists() or not (run_dir / "head.pt").exists():

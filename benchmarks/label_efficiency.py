@@ -145,8 +145,9 @@ def probe(run_dir: Path, argv: list[str]) -> dict:
 
 def encoders(out: Path, ckpts: dict[str, str], ceiling_dir: Path, probe_args: list[str]):
     """(row name, method module or None for pixels, feature) for every frozen row but the floor."""
+    from css_pose.apps.support import random_init_config
     from css_pose.checkpoint import load_method, load_strict, read_torch_file
-    from css_pose.linear_probe import load_probe_config, random_init_config
+    from css_pose.linear_probe import load_probe_config
     from css_pose.methods import build_method
 
     rows = []
@@ -222,12 +223,8 @@ class FrozenData:
     as uint8 in OUT/features/frames.pt) and read by every encoder in the same order."""
 
     def __init__(self, probe_args: list[str], out: Path):
-        from css_pose.linear_probe import (
-            frame_datamodule,
-            frame_videos,
-            load_probe_config,
-            make_loader,
-        )
+        from css_pose.apps.support import frame_datamodule, frame_videos, make_loader
+        from css_pose.linear_probe import load_probe_config
 
         cfg = load_probe_config([*probe_args, "ckpt=none"])
         dm = frame_datamodule(cfg)
@@ -584,7 +581,7 @@ def main(argv: list[str] | None = None) -> dict:
     ceiling = probe(ceiling_dir, ceiling_argv(common, ceiling_steps))
     study["ceiling_run"] = {"steps": ceiling_steps, "metrics": ceiling["metrics"]}
 
-    from css_pose.linear_probe import select_labeled
+    from css_pose.apps.support import select_labeled
 
     data = FrozenData(common, out)
     n_videos = len(set(data.videos))

@@ -24,14 +24,8 @@ from pathlib import Path
 import torch
 
 from css_pose.data.synthetic import generate_dataset
-from css_pose.lifting import (
-    build_lifter,
-    count_parameters,
-    evaluate,
-    load_lifting_data,
-    load_synthetic_lifting_data,
-    train_lifter,
-)
+from css_pose.lifting import evaluate, load_lifting_data, load_synthetic_lifting_data, train_lifter
+from css_pose.models.lifter_model import build_lifter, count_parameters
 
 CORRUPTIONS = (("clean", 0.0, 0.0), ("noise 2px", 2.0, 0.0), ("noise 5px", 5.0, 0.0),
                ("drop 10%", 0.0, 0.1))  # fmt: skip

@@ -36,6 +36,24 @@ def keypoints_of(path: Path, n_frames: int) -> np.ndarray:
     return out
 
 
+def score_frames(pred: torch.Tensor, gt: torch.Tensor, visible: torch.Tensor) -> dict:
+    """PCK@0.1 and @0.2 (:func:`~css_pose.metrics.pck_tight`) and frame-px errors of predictions
+    (N, J, 2) frame px (NaN: no prediction) against the annotation (N, J, 2) and its visibility
+    (N, J) bool."""
+    from css_pose.metrics import pck_tight
+
+    missing = int(torch.isnan(pred).any(-1).any(-1).sum())
+    visible = visible & ~torch.isnan(pred).any(-1)
+    err = torch.linalg.vector_norm(pred - gt, dim=-1)[visible]
+    return {
+        "frames_without_prediction": missing,
+        "pck@0.1": float(pck_tight(pred, gt, visible, 0.1)),
+        "pck@0.2": float(pck_tight(pred, gt, visible, 0.2)),
+        "px_error_frame": float(err.mean()),
+        "px_error_frame_median": float(err.median()),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, type=Path, help="head.pt of train_head.py")
@@ -45,7 +63,6 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     from css_pose.config import configure_threads
-    from css_pose.metrics import pck_tight
     from css_pose.predict import run_predict
 
     configure_threads(None, 0)
@@ -67,19 +84,12 @@ def main(argv: list[str] | None = None) -> dict:
     seconds = time.perf_counter() - started
     pred, gt = torch.from_numpy(np.concatenate(preds)), torch.from_numpy(np.concatenate(gts))
     visible = torch.from_numpy(np.concatenate(vis))
-    missing = int(torch.isnan(pred).any(-1).any(-1).sum())
-    visible &= ~torch.isnan(pred).any(-1)
-    err = torch.linalg.vector_norm(pred - gt, dim=-1)[visible]
     head = json.loads((args.model.parent / "result.json").read_text())
     result = {
         "model": str(args.model),
         "videos": len(videos),
         "frames": len(pred),
-        "frames_without_prediction": missing,
-        "pck@0.1": float(pck_tight(pred, gt, visible, 0.1)),
-        "pck@0.2": float(pck_tight(pred, gt, visible, 0.2)),
-        "px_error_frame": float(err.mean()),
-        "px_error_frame_median": float(err.median()),
+        **score_frames(pred, gt, visible),
         "seconds": round(seconds, 1),
         "head_test": {k: head["metrics"][k] for k in ("pck@0.1", "pck@0.2", "px_error")},
         "head_test_frames": head["n_test_frames"],
@@ -93,7 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"{result['pck@0.1']:.3f} | {result['pck@0.2']:.3f} | {result['px_error_frame']:.2f} |\n"
         f"| the head's own test score (crop px) | {result['head_test_frames']} | "
         f"{h['pck@0.1']:.3f} | {h['pck@0.2']:.3f} | {h['px_error']:.2f} |\n\n"
-        f"{missing} frames without a prediction; {seconds:.0f} s for {len(videos)} videos."
+        f"{result['frames_without_prediction']} frames without a prediction; {seconds:.0f} s "
+        f"for {len(videos)} videos."
     )
     return result
 

@@ -27,9 +27,10 @@ import torch.nn.functional as F
 
 from css_pose.checkpoint import load_method
 from css_pose.config import compose_config, configure_threads
+from css_pose.data.setup import build_datamodule, prepare_data
 from css_pose.methods import build_method
 from css_pose.methods.callbacks import _collect, ridge_probe
-from css_pose.runner import build_datamodule, prepare_data, probe_features
+from css_pose.runner import probe_features
 
 
 def main() -> None:

@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args(argv)
 
+    from css_pose.apps.support import select_labeled
     from css_pose.config import configure_threads
-    from css_pose.linear_probe import select_labeled
 
     configure_threads(None, 0)
     study = json.loads((args.study / "label_efficiency.json").read_text())

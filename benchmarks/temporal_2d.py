@@ -132,8 +132,8 @@ def time_pipelines(single_dir: Path, clip_dir: Path, rounds: int, n: int = 64) -
     """Frames/s of the single-frame model and of the clip model with its DIS flows computed on
     the fly, on ``n`` test clips, median over round-robin rounds; flow share of the clip time."""
     from css_pose.flow import clip_flows
-    from css_pose.heads2d import load_pose_model, predict
-    from css_pose.temporal2d import predict_clip
+    from css_pose.models.pose_model import load_pose_model, predict
+    from css_pose.models.temporal_pose import predict_clip
 
     single, s_codec, _ = load_pose_model(single_dir / "head.pt")
     clip_model, c_codec, payload = load_pose_model(clip_dir / "head.pt")

@@ -27,8 +27,8 @@ def train_speed(configure: bool, workers: int, size: int, batch: int, steps: int
     from torch import nn
 
     from css_pose.config import compose_config, configure_threads
+    from css_pose.data.setup import build_datamodule, prepare_data
     from css_pose.models.encoders import build_encoder
-    from css_pose.runner import build_datamodule, prepare_data
 
     if configure:
         configure_threads(None, workers)

@@ -1,8 +1,8 @@
-"""The ``css-pose`` console script: ``css-pose predict ...``, ``css-pose report RUN_DIR``,
-``css-pose inspect PATH`` and ``css-pose export SRC OUT``.
+"""The ``css-pose`` console script: one verb per app (``css-pose pretrain``, ``probe``, ``head``,
+``lift``, ``predict``, ``report``, ``inspect``, ``export``, ``generate``).
 
-Training entry points stay scripts (``python train.py``, ``python train_head.py``,
-``python linear_probe.py``) so that Hydra-style ``key=value`` overrides read naturally.
+The training verbs take the same Hydra-style ``key=value`` overrides as the scripts they stand for
+(``python train.py``, ``python linear_probe.py``, ``python train_head.py``), which stay.
 """
 
 from __future__ import annotations
@@ -12,6 +12,11 @@ import sys
 USAGE = """usage: css-pose COMMAND [ARGS]
 
 commands:
+  pretrain  pretrain an encoder on video (CSS, plain temporal, SimCLR): python train.py
+  probe     probe a pretrained encoder's features with a few labels: python linear_probe.py
+  head      fine-tune a 2D pose head on a pretrained encoder: python train_head.py
+  lift      train and score a 2D -> 3D lifter: python -m css_pose.lifting
+  generate  render the synthetic dataset: python -m css_pose.data.synthetic
   predict   run a trained 2D pose model (train_head.py's head.pt) over a video:
             keypoints JSON (COCO results), skeleton-overlay mp4, optional 3D plot
   report    static HTML report of a run folder (train.py, linear_probe.py or train_head.py)
@@ -24,6 +29,14 @@ css-pose COMMAND --help shows the command's options.
 """
 
 
+TRAINING = {
+    "pretrain": "css_pose.runner",
+    "probe": "css_pose.linear_probe",
+    "head": "css_pose.heads2d",
+    "lift": "css_pose.lifting",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     from css_pose.checkpoint import CheckpointError
     from css_pose.data.backends import VideoReadError
@@ -33,7 +46,14 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    if command == "predict":
+    if command in TRAINING:  # their own one-line errors and exit codes (run_friendly)
+        import importlib
+
+        importlib.import_module(TRAINING[command]).run_cli(rest)
+        return 0
+    if command == "generate":
+        from css_pose.data.synthetic.__main__ import main as run
+    elif command == "predict":
         from css_pose.predict import main as run
     elif command == "report":
         from css_pose.report import main as run

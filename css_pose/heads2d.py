@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -27,11 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
-from css_pose.checkpoint import CheckpointError
-from css_pose.codecs import CompositeCodec, HeatmapCodec, RegressionCodec
-from css_pose.config import ConfigError, compose_config, parse_cli, run_friendly
-from css_pose.layouts import CANONICAL, LayoutMismatchError, check_layout
-from css_pose.linear_probe import (
+from css_pose.apps.support import (
     epoch_budget,
     frame_videos,
     git_commit,
@@ -40,11 +34,15 @@ from css_pose.linear_probe import (
     prepare_labeled_run,
     save_label_choice,
 )
+from css_pose.artifacts.runs import run_folder
+from css_pose.checkpoint import CheckpointError
+from css_pose.config import ConfigError, compose_config, parse_cli, run_friendly
+from css_pose.flip import mirror_batch
+from css_pose.methods.loggers import build_loggers, finish_loggers
 from css_pose.metrics import pck_tight
-from css_pose.models.heads import CompositeHead, HeatmapHead, RegressionHead, flip_average
 from css_pose.models.heads.cost import head_cost
-from css_pose.runner import build_loggers
-from css_pose.skeleton import JOINT_GROUPS, JOINT_NAMES, flip_permutation
+from css_pose.models.pose_model import PoseModel, build_head, predict, save_pose_model
+from css_pose.skeleton import JOINT_GROUPS
 from css_pose.viz import contact_sheet, draw_skeleton, heatmap_overlay, save_png
 
 HELP = """usage: python train_head.py ckpt=PATH|none [key=value ...]
@@ -88,53 +86,6 @@ def load_head_config(argv: list[str]) -> DictConfig:
 
     check_temporal_config(cfg)
     return cfg
-
-
-def build_head(cfg: DictConfig, encoder) -> tuple[nn.Module, object]:
-    """The head named by ``cfg.head`` on ``encoder``'s stage maps, and its codec.
-
-    Returns:
-        (head module, codec); the head maps ``encoder.forward_stages(images)`` to outputs that
-        ``codec.decode`` turns into (B, J, 2) crop px and ``codec.loss`` scores.
-    """
-    size = encoder.in_size
-    if cfg.head == "regression":
-        return RegressionHead(encoder.out_channels), RegressionCodec(size)
-    stride = cfg.stride or (4 if cfg.head == "heatmap" else 8)
-    if size % stride:
-        raise ConfigError(f"stride={stride} must divide the crop size {size}")
-    sigma = cfg.sigma_px / stride
-    # Spatial fusion reads the stage at stride 8 (ResNet layer2); each stage halves the size.
-    n = len(encoder.stage_channels)
-    strides = [encoder.stride // 2 ** (n - 1 - i) for i in range(n)]
-    mid = strides.index(8) if 8 in strides[:-1] else max(n - 2, 0)
-    common = dict(in_channels=encoder.out_channels, in_stride=encoder.stride, stride_out=stride)
-    if cfg.head == "composite":
-        return CompositeHead(**common), CompositeCodec(size, stride, cfg.radius, sigma)
-    head = HeatmapHead(
-        **common,
-        fusion=cfg.fusion,
-        mid_level_channels=encoder.stage_channels[mid],
-        mid_level_index=mid,
-    )
-    return head, HeatmapCodec(size, stride, sigma)
-
-
-def mirror_batch(
-    frames: torch.Tensor, keypoints: torch.Tensor, visibility: torch.Tensor, which: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Mirror the samples where ``which`` (B,) is True: crops (B, 3, H, W), keypoints (B, J, 2) px
-    (x -> W - 1 - x, left and right joints swap), visibility (B, J)."""
-    perm = flip_permutation()
-    width = frames.shape[-1]
-    flipped_kp = keypoints[:, perm].clone()
-    flipped_kp[..., 0] = width - 1 - flipped_kp[..., 0]
-    sel = which.view(-1, 1, 1, 1)
-    return (
-        torch.where(sel, frames.flip(-1), frames),
-        torch.where(which.view(-1, 1, 1), flipped_kp, keypoints),
-        torch.where(which.view(-1, 1), visibility[:, perm], visibility),
-    )
 
 
 def random_affine(
@@ -183,123 +134,6 @@ def random_affine(
     u = (2 * keypoints + 1) / w - 1
     u = u @ fwd.transpose(1, 2).to(u) + shift.unsqueeze(1).to(u)
     return out, ((u + 1) * w - 1) / 2
-
-
-class PoseModel(nn.Module):
-    """Encoder + 2D head: crops (B, 3, H, W) in [0, 1] -> head outputs (a dict, see the codec)."""
-
-    def __init__(self, encoder: nn.Module, head: nn.Module):
-        super().__init__()
-        self.encoder, self.head = encoder, head
-
-    def forward(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.head(self.encoder.forward_stages(frames))
-
-
-POSE_MODEL_FORMAT = "css_pose.pose2d"
-HEAD_KEYS = ("head", "stride", "sigma_px", "radius", "fusion")
-
-
-def save_pose_model(
-    path: Path,
-    model: PoseModel,
-    cfg: DictConfig,
-    box_pad: float,
-    metrics: dict,
-    source: str,
-    trained_joints: list[bool] | None = None,
-) -> Path:
-    """Write a self-contained 2D pose model (encoder + head weights, the configs that rebuild
-    them, the crop settings and the measured test metrics) for ``css-pose predict``.
-    ``trained_joints`` (J,) marks the joints that had at least one visible label in training
-    (default: all); ``css-pose predict`` does not report the others (e.g. the pelvis of a model
-    trained on COCO-17 labels, which have none).
-
-    Only tensors, numbers, strings, lists and dicts: it loads with ``weights_only=True``.
-    """
-    payload = {
-        "format": POSE_MODEL_FORMAT,
-        "version": 1,
-        "joints": list(JOINT_NAMES),
-        "layout": CANONICAL,  # css_pose.layouts
-        "trained_joints": [bool(t) for t in (trained_joints or [True] * len(JOINT_NAMES))],
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "head_config": {k: cfg[k] for k in HEAD_KEYS},
-        "crop": {"size": int(model.encoder.in_size), "box_pad": box_pad},
-        "metrics": dict(metrics),
-        "source": source,
-        "encoder": model.encoder.state_dict(),
-        "head": model.head.state_dict(),
-    }
-    if OmegaConf.select(cfg, "temporal.frames", default=0):
-        # A clip model (css_pose.temporal2d.TemporalPoseModel): its settings and pooling weights.
-        payload["temporal"] = OmegaConf.to_container(cfg.temporal, resolve=True)
-        payload["temporal_weights"] = model.temporal.state_dict()
-    from css_pose.checkpoint import save_torch_file
-
-    return save_torch_file(payload, path)
-
-
-def load_pose_model(path: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild (PoseModel in eval mode, codec, payload) from :func:`save_pose_model`'s file; a
-    temporal run's file gives a :class:`~css_pose.temporal2d.TemporalPoseModel` (clip in,
-    :func:`~css_pose.temporal2d.predict_clip`).
-
-    Raises:
-        CheckpointError: unreadable file, another kind of checkpoint (e.g. a train.py
-            checkpoint), another skeleton, or weights that do not fit (names the keys).
-    """
-    from css_pose.checkpoint import load_strict, read_torch_file
-    from css_pose.models.encoders import build_encoder
-
-    path = Path(path)
-    payload = read_torch_file(path, "model", "; train one with train_head.py")
-    if not isinstance(payload, dict) or payload.get("format") != POSE_MODEL_FORMAT:
-        hint = ""
-        if isinstance(payload, dict) and "state_dict" in payload:
-            hint = (
-                " It looks like a pretraining checkpoint from train.py: fine-tune a head on it "
-                f"first (python train_head.py ckpt={path}) and pass that run's head.pt."
-            )
-        raise CheckpointError(
-            f"{path}: not a css_pose 2D pose model (head.pt written by train_head.py).{hint}"
-        )
-    try:
-        check_layout(payload.get("layout"), CANONICAL, str(path))
-    except LayoutMismatchError as e:
-        raise CheckpointError(str(e)) from None
-    if list(payload["joints"]) != list(JOINT_NAMES):
-        raise CheckpointError(
-            f"{path}: skeleton mismatch: the model predicts {len(payload['joints'])} joints "
-            f"({', '.join(payload['joints'][:4])}, ...); css_pose expects the {len(JOINT_NAMES)} "
-            "Human3.6M joints. Retrain the head with this version of css_pose."
-        )
-    size = payload["crop"]["size"]
-    encoder = build_encoder(
-        payload["model"]["name"], in_size=size, width=payload["model"].get("width")
-    )
-    head, codec = build_head(OmegaConf.create(payload["head_config"]), encoder)
-    model = PoseModel(encoder, head)
-    if "temporal" in payload:
-        from css_pose.temporal2d import TemporalPoseModel
-
-        model = TemporalPoseModel.from_config(encoder, head, payload["temporal"])
-        load_strict(model.temporal, payload["temporal_weights"], path)
-    load_strict(encoder, payload["encoder"], path)
-    load_strict(head, payload["head"], path)
-    return model.to(device).eval(), codec, payload
-
-
-@torch.no_grad()
-def predict(
-    model: PoseModel, codec, frames: torch.Tensor, flip_test: bool, outputs: bool = False
-) -> tuple[torch.Tensor, ...]:
-    """Crops (B, 3, H, W) -> keypoints (B, J, 2) crop px and scores (B, J); eval mode. With
-    ``outputs`` also the head's (flip-averaged) output dict, e.g. ``heatmaps`` (B, J, h, w)."""
-    model.eval()
-    out = flip_average(model, frames) if flip_test else model(frames)
-    kp, scores = codec.decode(out)
-    return (kp, scores, out) if outputs else (kp, scores)
 
 
 def label_mean(kp: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
@@ -431,8 +265,7 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
         pct_start=0.1,
     )
 
-    run_dir = Path(cfg.run_dir or Path("runs") / f"head-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = run_folder(cfg.run_dir, "head")
     save_label_choice(run_dir, cfg, run.train_loader.dataset, run.chosen)
     hparams = OmegaConf.to_container(cfg, resolve=True)
     loggers = build_loggers(cfg, run_dir, hparams)
@@ -537,15 +370,8 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
         source=run.source,
         trained_joints=(vis > 0).any(0).tolist(),
     )
-    for logger in loggers:
-        logger.log_metrics({f"{test_split}/{k}": v for k, v in metrics.items()}, step=epochs)
-        if images is not None and hasattr(logger, "log_image"):
-            logger.log_image(key="media/test_predictions", images=[str(images)], step=epochs)
-        if heat is not None and hasattr(logger, "log_image"):
-            logger.log_image(key="media/test_heatmaps", images=[str(heat)], step=epochs)
-        logger.save()
-        if type(logger).__name__ == "WandbLogger":
-            logger.experiment.finish()
+    shown = {"test_predictions": images, "test_heatmaps": heat}
+    finish_loggers(loggers, test_split, metrics, {k: v for k, v in shown.items() if v}, epochs)
     result["run_dir"] = str(run_dir)
     print(format_result(result))
     return HeadRun(result, model, codec)
@@ -585,8 +411,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     return run_head(cfg, argv).result
 
 
-def run_cli() -> None:
-    run_friendly(main, {CheckpointError: (1, ""), ValueError: (1, "")})
+def run_cli(argv: list[str] | None = None) -> None:
+    """Console entry: one-line errors for config and checkpoint mistakes instead of a traceback."""
+    run_friendly(lambda: main(argv), {CheckpointError: (1, ""), ValueError: (1, "")})
 
 
-__all__ = ["PoseModel", "build_head", "load_head_config", "mirror_batch", "predict", "run_head"]
+__all__ = ["load_head_config", "run_head"]

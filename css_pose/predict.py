@@ -88,10 +88,10 @@ from css_pose.data.backends import (
     frame_files,
 )
 from css_pose.data.transforms import crop_matrix, transform_points, warp_crop, whole_frame_box
-from css_pose.heads2d import load_pose_model, predict
 from css_pose.layouts import CANONICAL, LAYOUTS, convert, get_layout
+from css_pose.models.pose_model import load_pose_model, predict
+from css_pose.models.temporal_pose import clip_frame_indices, crop_clip_flows, predict_clip
 from css_pose.skeleton import JOINT_NAMES, NUM_JOINTS
-from css_pose.temporal2d import _clip_flows, clip_frame_indices, predict_clip
 from css_pose.viz import draw_skeleton
 
 PERSON = 1
@@ -401,14 +401,14 @@ def match_person(rows: np.ndarray, box: np.ndarray) -> int | None:
 
 
 class ClipStream:
-    """Clips for a :class:`~css_pose.temporal2d.TemporalPoseModel` from frames decoded once, front
+    """Clips for a :class:`~css_pose.models.temporal_pose.TemporalPoseModel` from frames decoded once, front
     to back, holding only a ring buffer of the last 2 n step + 1 decoded frames (and their crops).
 
     Frame t is ready once frame t + n step has been decoded (or passed: a gap), or at the end.
     Its clip, per person box of frame t, is the crops of frames t - n step .. t + n step, each cut
     with that frame's own box of the same person (:func:`match_person` against frame t's box), as
     in training. A neighbour past either end of the video is clamped to it
-    (:func:`~css_pose.temporal2d.clip_frame_indices`: the edge frame repeats); one that did not
+    (:func:`~css_pose.models.temporal_pose.clip_frame_indices`: the edge frame repeats); one that did not
     decode, or where the person is absent, is replaced by the nearest frame towards t that has
     them. The DIS flows from the centre crop to each neighbour's are computed per clip (a repeated
     frame once, the centre's a zero field): a pair (centre, neighbour) of crops never recurs in
@@ -456,7 +456,7 @@ class ClipStream:
         found = [self._neighbour(by_index, centre, person, int(j)) for j in wanted]
         crops, idx = np.stack([c for c, _ in found]), np.array([j for _, j in found], np.int64)
         start = time.perf_counter()
-        flows = _clip_flows(crops, idx, self.frames, self.preset)
+        flows = crop_clip_flows(crops, idx, self.frames, self.preset)
         self.flow_seconds += time.perf_counter() - start
         return ClipJob(centre.rows[person], centre.matrices[person], crops, flows, idx)
 
@@ -572,7 +572,7 @@ def run_predict(
     untrained = ~np.asarray(payload.get("trained_joints", [True] * NUM_JOINTS), bool)
     lifter = None
     if lifter_path is not None:
-        from css_pose.lifting import load_lifter
+        from css_pose.models.lifter_model import load_lifter
 
         lifter, lifter_payload = load_lifter(lifter_path)
     boxes = load_detections(boxes_path, min_box_score) if boxes_path else None
@@ -706,7 +706,7 @@ def write_pose3d(
     Raises ValueError when no frame has a person."""
     if not best:
         raise ValueError(f"{source.path}: no person found in any frame; nothing to lift")
-    from css_pose.lifting import lift_sequence
+    from css_pose.models.lifter_model import lift_sequence
 
     track = fill_track(best, n_frames)
     gone = set(missing)

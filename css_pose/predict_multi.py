@@ -35,8 +35,8 @@ from css_pose.crowd import FUSIONS, FramePerson, Tracker, layout_sigmas, refine_
 from css_pose.data.backends import VideoReadError, VideoWriter
 from css_pose.data.coco import CocoImage, CocoPerson, write_coco
 from css_pose.flow import dense_flow
-from css_pose.heads2d import load_pose_model
 from css_pose.layouts import CANONICAL
+from css_pose.models.pose_model import load_pose_model
 from css_pose.skeleton import NUM_JOINTS
 from css_pose.viz import draw_skeleton
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import string
 import time
 from pathlib import Path
 
@@ -13,7 +11,11 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from css_pose.artifacts.runs import run_folder
 from css_pose.config import ConfigError, compose_config, parse_cli, run_friendly
+from css_pose.data.setup import build_datamodule, prepare_data
+from css_pose.methods.data import LightningData
+from css_pose.methods.loggers import build_loggers, close_loggers
 
 RUN_DIR_ENV = "CSS_POSE_RUN_DIR"
 HELP = """usage: python train.py [key=value ...]
@@ -69,95 +71,9 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
     """The run folder; DDP worker processes inherit rank 0's through ``CSS_POSE_RUN_DIR``."""
     if os.environ.get(RUN_DIR_ENV) and os.environ.get("LOCAL_RANK", "0") != "0":
         return Path(os.environ[RUN_DIR_ENV])
-    if cfg.run_dir:
-        run_dir = Path(cfg.run_dir)
-    else:
-        run_dir = Path("runs") / f"{cfg.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = run_dir.resolve()
+    run_dir = run_folder(cfg.run_dir, cfg.method.name, create=False)
     os.environ[RUN_DIR_ENV] = str(run_dir)
     return run_dir
-
-
-def same_folder(a: str | Path, b: str | Path) -> bool:
-    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
-
-
-def prepare_data(cfg: DictConfig) -> Path:
-    """The data root, after generating the synthetic set when it is missing or unfinished.
-
-    The synthetic set is generated only into its own folder, ``data.generate.root`` (by default
-    ``data.root`` is that folder): a ``data.root`` pointing anywhere else is the user's own data,
-    which is only ever read (index caches and crop stores live in the user cache). An
-    interrupted generation has no manifest yet and resumes.
-
-    Raises:
-        ConfigError: ``data.root`` is missing, not a folder, or holds no file at all (one line
-            naming it).
-    """
-    root = Path(cfg.data.root)
-    generate = cfg.data.get("generate") or {}
-    own = generate.get("root")
-    if cfg.data.name == "synthetic" and own and same_folder(root, own):
-        if not (root / "manifest.json").exists():
-            from css_pose.data.synthetic import generate_dataset
-
-            g = generate
-            print(f"[css_pose] generating the synthetic dataset in {root} ({g.videos} videos)")
-            generate_dataset(
-                root,
-                videos=g.videos,
-                frames=g.frames,
-                size=g.size,
-                seed=g.seed,
-                fps=g.fps,
-                people=g.people,
-                occluders=g.occluders,
-                motion_blur=g.motion_blur,
-                pan=g.pan,
-                val_fraction=g.val_fraction,
-                test_fraction=g.test_fraction,
-            )
-        return root
-    if not root.exists():
-        raise ConfigError(f"data.root={root} does not exist; point it at a folder of videos")
-    if not root.is_dir():
-        raise ConfigError(f"data.root={root} is a file; point it at the folder that holds videos")
-    if not any(p.is_file() for p in root.rglob("*")):
-        raise ConfigError(f"data.root={root} is empty; put videos (mp4, avi, mov, mkv, webm) in it")
-    return root
-
-
-def build_datamodule(cfg: DictConfig, root: Path):
-    from css_pose.data.datamodule import VideoDataModule
-
-    d = cfg.data
-    return VideoDataModule(
-        root,
-        mode=cfg.method.sampling_mode,
-        size=d.size,
-        batch_size=d.batch_size,
-        num_workers=d.num_workers,
-        samples_per_epoch=d.samples_per_epoch,
-        val_samples=d.val_samples,
-        sampling=OmegaConf.to_container(d.sampling),
-        augment=d.augment,
-        val_fraction=d.val_fraction,
-        seed=cfg.seed,
-        backend=d.backend,
-        probe_stride=d.probe_stride,
-        cache_mb=d.cache_mb,
-        cache_video_mb=d.cache_video_mb,
-        crop_box=d.crop_box,
-        augment_scope=d.augment_scope,
-        # .get: data configs saved in older checkpoints (probe, head) have no store keys.
-        store=d.get("store", False),
-        store_dir=d.get("store_dir"),
-        store_margin=d.get("store_margin", 1.5),
-        labels=d.get("labels"),
-        labels_skip_bad=d.get("labels_skip_bad", False),
-        boxes=d.get("boxes"),
-        boxes_min_score=d.get("boxes_min_score", 0.3),
-    )
 
 
 def describe_index(dm) -> str:
@@ -185,44 +101,6 @@ def describe_index(dm) -> str:
             f"  {sum(v.num_persons for v in vids):6d}  {','.join(map(str, fps[:3])):9s}  {','.join(sizes[:3])}"
         )
     return "\n".join(lines)
-
-
-def build_loggers(cfg: DictConfig, run_dir: Path, hparams: dict):
-    from pytorch_lightning.loggers import WandbLogger
-
-    from css_pose.methods.csv_log import ResumableCSVLogger
-
-    loggers = []
-    if cfg.logger.csv:
-        loggers.append(ResumableCSVLogger(save_dir=str(run_dir), name="csv", version=""))
-    w = cfg.logger.wandb
-    if w.enabled:
-        os.environ["WANDB_DIR"] = str(run_dir)
-        os.environ.setdefault("WANDB_MODE", w.mode)
-        os.environ.setdefault("WANDB_SILENT", "true")
-        id_file = run_dir / "wandb_run_id.txt"
-        if id_file.exists():
-            run_id = id_file.read_text().strip()
-        else:
-            alphabet = string.ascii_lowercase + string.digits
-            run_id = "".join(secrets.choice(alphabet) for _ in range(8))
-            if int(os.environ.get("LOCAL_RANK", "0")) == 0:
-                id_file.write_text(run_id)
-        loggers.append(
-            WandbLogger(
-                project=w.project,
-                entity=w.entity,
-                name=w.name or run_dir.name,
-                tags=list(w.tags),
-                id=run_id,
-                save_dir=str(run_dir),
-                offline=w.mode == "offline",
-                resume="allow",
-            )
-        )
-    for logger in loggers:
-        logger.log_hyperparams(hparams)
-    return loggers
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -335,7 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
         use_distributed_sampler=False,
     )
     t0 = time.perf_counter()
-    trainer.fit(method, datamodule=dm, ckpt_path=cfg.resume)
+    trainer.fit(method, datamodule=LightningData(dm), ckpt_path=cfg.resume)
     summary = {
         "run_dir": str(run_dir),
         "data_root": str(root),
@@ -360,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
                 logger.experiment.summary.update(
                     {f"summary/{k}": summary[k] for k in ("global_step", "train_seconds")}
                 )
-            logger.experiment.finish()
+    close_loggers(trainer.loggers)
     return summary
 
 
@@ -438,8 +316,9 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
-def run_cli() -> None:
+def run_cli(argv: list[str] | None = None) -> None:
     """Console entry: friendly one-line errors for config mistakes instead of a traceback."""
     run_friendly(
-        main, {torch.cuda.OutOfMemoryError: (1, "out of GPU memory; lower data.batch_size: ")}
+        lambda: main(argv),
+        {torch.cuda.OutOfMemoryError: (1, "out of GPU memory; lower data.batch_size: ")},
     )

@@ -4,6 +4,7 @@ point to."""
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,178 @@ def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path):
     write_text(path, "new")
     assert path.read_text() == "new"
     assert temporary_sibling(path).name.startswith(".result.json.")
+
+
+# The apps (what a command runs) and their modules. An app imports the library and
+# css_pose.apps.support, never another app; the library imports no app; only css_pose.cli (the
+# `css-pose` dispatcher) reaches into every app. docs/architecture.md draws the layers.
+APPS = {
+    "pretrain": ("css_pose.runner",),
+    "probe": ("css_pose.linear_probe",),
+    "head": ("css_pose.heads2d", "css_pose.temporal2d"),
+    "lift": ("css_pose.lifting",),
+    "predict": ("css_pose.predict", "css_pose.predict_multi"),
+    "report": ("css_pose.report",),
+    "inspect": ("css_pose.inspection",),
+    "export": ("css_pose.data.export",),
+    "generate": ("css_pose.data.synthetic.__main__",),
+}
+DISPATCHERS = ("css_pose.cli",)
+# Lightning: the pretraining modules (methods/) and the pretraining app only.
+LIGHTNING_ALLOWED = ("css_pose.methods", "css_pose.runner")
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every css_pose module (and pytorch_lightning) ``path`` imports, at any depth."""
+    import ast
+
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+    return {m for m in out if m.startswith(("css_pose", "pytorch_lightning", "lightning"))}
+
+
+def _app_of(module: str) -> str | None:
+    return next((app for app, mods in APPS.items() if module in mods), None)
+
+
+def test_apps_import_no_other_app_and_the_library_imports_no_app():
+    problems = []
+    for path in _sources():
+        module = _module(path)
+        if module in DISPATCHERS:
+            continue
+        own = _app_of(module)
+        for imported in sorted(_imports(path)):
+            other = _app_of(imported)
+            if other is None or other == own:
+                continue
+            who = f"app {own!r}" if own else "library module"
+            problems.append(f"{module} ({who}) imports {imported} (app {other!r})")
+    assert not problems, (
+        "move the shared code into the library or css_pose.apps.support:\n" + "\n".join(problems)
+    )
+
+
+def test_lightning_only_in_methods_and_the_pretraining_app():
+    problems = [
+        f"{_module(path)} imports {m}"
+        for path in _sources()
+        if not _module(path).startswith(LIGHTNING_ALLOWED)
+        for m in sorted(_imports(path))
+        if m.startswith(("pytorch_lightning", "lightning"))
+    ]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_rules_see_a_violation(tmp_path, monkeypatch):
+    """The import scan finds lazy (function-level) imports too."""
+    probe = tmp_path / "css_pose" / "linear_probe.py"
+    probe.parent.mkdir()
+    probe.write_text(
+        "def f():\n    from css_pose.heads2d import run_head\n    import pytorch_lightning\n"
+    )
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path / "css_pose")
+    assert _app_of(_module(probe)) == "probe"
+    assert {"css_pose.heads2d.run_head", "pytorch_lightning"} <= _imports(probe)
+
+
+def test_every_consumer_computes_the_same_pck():
+    """The online probe, the linear probe, the heads and the predict benchmark score the same
+    predictions with the same PCK: docs/metrics.md's definition, written out here by hand
+    (correct if |p_hat - p| <= alpha * longer side of the tight box of the visible true joints,
+    pooled over visible joints)."""
+    import importlib.util
+
+    import numpy as np
+    import torch
+
+    from css_pose.heads2d import score_2d
+    from css_pose.linear_probe import compute_metrics
+    from css_pose.methods.callbacks import score_probe
+
+    rng = np.random.default_rng(3)
+    gt = torch.from_numpy(rng.uniform(0, 32, (40, 17, 2)))
+    pred = gt + torch.from_numpy(rng.normal(0, 2.5, (40, 17, 2)))
+    visible = torch.from_numpy(rng.random((40, 17)) < 0.8)
+    visible[0] = False  # a sample with nothing visible
+    visible[1, 1:] = False  # and one with a single visible joint (1 px box)
+
+    def by_hand(alpha: float) -> float:
+        hits = seen = 0
+        for p, g, v in zip(pred.numpy(), gt.numpy(), visible.numpy(), strict=True):
+            if not v.any():
+                continue
+            side = max((g[v].max(0) - g[v].min(0)).max(), 1.0)
+            hits += int((np.linalg.norm(p[v] - g[v], axis=-1) <= alpha * side).sum())
+            seen += int(v.sum())
+        return hits / seen
+
+    spec = importlib.util.spec_from_file_location(
+        "predict_videos", PACKAGE.parent / "benchmarks" / "predict_videos.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    zeros = torch.zeros(40, 17, 3)
+    online = score_probe(
+        {"kp2d": pred, "kp3d": zeros, "body3d": zeros},
+        {"kp2d": gt, "kp3d": zeros, "body3d": zeros, "visibility": visible},
+        0.1,
+    )
+    probe = compute_metrics(pred, gt, visible, "2d", 0.1)
+    head = score_2d(pred, gt, visible, (0.1, 0.2))
+    predicted = bench.score_frames(pred, gt, visible)
+    for alpha in (0.1, 0.2):
+        want = by_hand(alpha)
+        assert 0.05 < want < 0.95  # the threshold matters for these predictions
+        got = [probe[f"pck@{alpha:g}"], head[f"pck@{alpha:g}"], predicted[f"pck@{alpha:g}"]]
+        if alpha == 0.1:
+            got += [online["pck"], probe["pck"]]
+        assert len(set(got)) == 1  # the same number everywhere
+        assert got[0] == pytest.approx(want, abs=1e-6)  # float32 pooling
+
+
+@pytest.mark.parametrize(
+    ("what", "pattern", "home"),
+    [
+        ("mirroring (the left/right joint swap)", r"\bflip_permutation\(\)", "css_pose/flip.py"),
+        ("run-folder naming", r"%Y%m%d-%H%M%S", "css_pose/artifacts/runs.py"),
+        ("logger shutdown", r"\.experiment\.finish\(\)", "css_pose/methods/loggers.py"),
+    ],
+)
+def test_one_definition(what, pattern, home):
+    """Each of these is written in one module; the others call it."""
+    found = sorted(
+        {
+            str(p.relative_to(PACKAGE.parent))
+            for p in _sources()
+            if re.search(pattern, p.read_text()) and p.name != "skeleton.py"
+        }
+    )
+    assert found == [home], f"{what} belongs in {home} only, found in {found}"
+
+
+@pytest.mark.parametrize(
+    "verb",
+    ["pretrain", "probe", "head", "lift", "generate", "predict", "report", "inspect", "export"],
+)
+def test_every_app_has_a_css_pose_verb_with_help(verb, capsys):
+    from css_pose.cli import USAGE, main
+
+    assert f"\n  {verb} " in USAGE
+    try:
+        code = main([verb, "--help"])
+    except SystemExit as stop:  # argparse's --help
+        code = stop.code
+    assert code == 0
+    assert "usage" in capsys.readouterr().out.lower()

@@ -14,15 +14,9 @@ import torch
 
 from css_pose import lifting
 from css_pose.data.synthetic import generate_dataset
-from css_pose.lifting import (
-    LiftingData,
-    build_lifter,
-    evaluate,
-    flip_pose,
-    load_synthetic_lifting_data,
-    predict,
-    train_lifter,
-)
+from css_pose.flip import flip_pose
+from css_pose.lifting import LiftingData, evaluate, load_synthetic_lifting_data, train_lifter
+from css_pose.models.lifter_model import build_lifter, predict
 from css_pose.models.lifters import (
     DGNetLifter,
     DynamicSpatialGraph,
@@ -190,7 +184,7 @@ def test_lifter_refuses_2d_in_another_layout_naming_both(tmp_path):
     import numpy as np
 
     from css_pose.layouts import LayoutMismatchError, convert
-    from css_pose.lifting import lift_sequence, load_lifter, save_lifter
+    from css_pose.models.lifter_model import lift_sequence, load_lifter, save_lifter
 
     path = save_lifter(tmp_path / "lifter.pt", build_lifter("tcn", 3, channels=16), "tcn", 3, 16,
                        {"mpjpe": 1.0})  # fmt: skip

@@ -10,10 +10,11 @@ import pytest
 import torch
 from test_train import tiny_overrides
 
+from css_pose.apps.support import select_labeled
 from css_pose.checkpoint import CheckpointError, read_checkpoint, save_torch_file
 from css_pose.config import ConfigError
 from css_pose.data.index import index_videos
-from css_pose.linear_probe import load_probe_config, main, run_probe, select_labeled
+from css_pose.linear_probe import load_probe_config, main, run_probe
 from css_pose.runner import main as train_main
 
 
@@ -273,13 +274,8 @@ def test_labeled_in_memory_matches_the_loader(css_ckpt, tmp_path, target):
     """The trained-encoder path holds the labeled crops in memory: the same pixels (uint8, exact)
     and targets as the DataLoader gives, and for mirrored crops the targets
     mirror_frame_batch gives."""
-    from css_pose.linear_probe import (
-        labeled_in_memory,
-        make_loader,
-        mirror_frame_batch,
-        prepare_labeled_run,
-        targets_of,
-    )
+    from css_pose.apps.support import make_loader, prepare_labeled_run
+    from css_pose.linear_probe import labeled_in_memory, mirror_frame_batch, targets_of
 
     cfg_args = probe_args(css_ckpt, tmp_path, label_fraction=0.5, target=target)
     run = prepare_labeled_run(load_probe_config(cfg_args), cfg_args)

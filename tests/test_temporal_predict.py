@@ -19,9 +19,10 @@ from test_temporal_head import head_args, one_thread, root  # noqa: F401 (fixtur
 from css_pose.data.backends import probe_video
 from css_pose.data.synthetic.io import write_mp4
 from css_pose.data.transforms import crop_matrix, transform_points, warp_crop, whole_frame_box
-from css_pose.heads2d import load_pose_model
 from css_pose.heads2d import main as train_head
-from css_pose.lifting import build_lifter, save_lifter
+from css_pose.models.lifter_model import build_lifter, save_lifter
+from css_pose.models.pose_model import load_pose_model
+from css_pose.models.temporal_pose import clip_frame_indices, crop_clip_flows, predict_clip
 from css_pose.predict import (
     ClipStream,
     VideoStream,
@@ -29,7 +30,6 @@ from css_pose.predict import (
     predict_stream,
     run_predict,
 )
-from css_pose.temporal2d import _clip_flows, clip_frame_indices, predict_clip
 
 FRAMES, STEP = 2, 2
 SPAN = FRAMES * STEP  # frames each side of the centre
@@ -101,7 +101,7 @@ def batch_keypoints(model_path: Path, frames: list[np.ndarray], track: np.ndarra
         matrices = [crop_matrix(track[j], size, pad) for j in idx]
         crops = np.stack([warp_crop(frames[j], m, size) for j, m in zip(idx, matrices)])
         clips.append(crops)
-        flows.append(_clip_flows(crops, idx, t["frames"], t["flow_preset"]))
+        flows.append(crop_clip_flows(crops, idx, t["frames"], t["flow_preset"]))
         centres.append(matrices[t["frames"]])
     clip = rearrange(torch.from_numpy(np.stack(clips)), "b t h w c -> b t c h w").float() / 255
     flow = rearrange(torch.from_numpy(np.stack(flows)), "b t h w d -> b t d h w")

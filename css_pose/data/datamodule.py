@@ -1,4 +1,4 @@
-"""LightningDataModule over a folder of videos: train/val split by video, plus a probe loader.
+"""The data of a run over a folder of videos: train/val split by video, plus a probe loader.
 
 DDP: the training sampler shards one seeded permutation across ranks (run the Trainer with
 ``use_distributed_sampler=False``), so every rank draws distinct item indices. Samples depend on the epoch; since
@@ -17,7 +17,6 @@ from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Sampler
 
@@ -137,7 +136,7 @@ def _warn_left_out(path: Path, problems: list[str]) -> None:
         warnings.warn(f"{len(problems)} record(s) of {path} left out:\n{lines}", stacklevel=4)
 
 
-class VideoDataModule(pl.LightningDataModule):
+class VideoDataModule:
     """Train/val loaders of :class:`~css_pose.data.dataset.VideoClipDataset` split by video.
 
     Args:
@@ -207,12 +206,12 @@ class VideoDataModule(pl.LightningDataModule):
         boxes: str | Path | None = None,
         boxes_min_score: float = 0.3,
     ):
-        super().__init__()
         sampling = dict(sampling or {})
         unknown = sorted(set(sampling) - set(SAMPLING_KEYS))
         if unknown:
             raise ValueError(f"unknown sampling key(s) {unknown}; known: {list(SAMPLING_KEYS)}")
         self.root, self.mode, self.size = Path(root), mode, size
+        self.trainer = None  # the Lightning trainer, when one runs this data (methods/data.py)
         self.batch_size, self.num_workers = batch_size, num_workers
         self.samples_per_epoch, self.val_samples = samples_per_epoch, val_samples
         self.sampling, self.augment = sampling, _augment_config(augment)
@@ -364,11 +363,12 @@ class VideoDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Shuffled, sharded across DDP ranks, drop_last; epoch-aware samples (module docstring).
 
-        A run resumed inside an epoch draws only the batches of that epoch it has not trained on,
-        so that it sees the same samples as a run that was never stopped."""
+        With ``self.trainer`` set (the Lightning trainer; :class:`css_pose.methods.data.LightningData`
+        sets it), a run resumed inside an epoch draws only the batches of that epoch it has not
+        trained on, so that it sees the same samples as a run that was never stopped."""
         self.setup()
         epoch, done = 0, 0
-        trainer = getattr(self, "trainer", None)
+        trainer = self.trainer
         if trainer is not None:
             epoch, done = _resume_position(trainer)
         sampler = EpochRandomSampler(

@@ -54,11 +54,11 @@ from css_pose.data.transforms import (
     apply_colour,
     crop_matrix,
     draw_view_params,
-    flip_joints,
     transform_points,
     warp_crop,
     whole_frame_box,
 )
+from css_pose.flip import flip_joints
 from css_pose.skeleton import NUM_JOINTS
 
 MODES = ("contrastive", "clip", "frame", "views")

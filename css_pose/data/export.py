@@ -16,7 +16,6 @@ and tested, end to end without a download.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path

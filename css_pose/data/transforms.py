@@ -19,8 +19,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from css_pose.skeleton import flip_permutation
-
 # ITU-R BT.601 luma weights, as in torchvision's rgb_to_grayscale.
 GRAY = np.array([0.299, 0.587, 0.114])
 _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
@@ -121,20 +119,6 @@ def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
 def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Apply a (2, 3) affine to (..., 2) px points."""
     return points @ matrix[:, :2].T + matrix[:, 2]
-
-
-def flip_joints(
-    keypoints_2d: np.ndarray, visibility: np.ndarray, keypoints_3d: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Relabel joints after a horizontal image flip: (..., J, 2), (..., J), (..., J, 3).
-
-    The 2D points are already mirrored by the crop matrix; here left and right joints swap, and the
-    3D pose is mirrored through the camera's y-z plane (x -> -x), which mirrors a root-relative
-    pose exactly.
-    """
-    perm = flip_permutation()
-    mirrored = keypoints_3d[..., perm, :] * np.array([-1.0, 1.0, 1.0], keypoints_3d.dtype)
-    return keypoints_2d[..., perm, :], visibility[..., perm], mirrored
 
 
 def colour_matrix(params: ViewParams) -> np.ndarray:

@@ -6,17 +6,13 @@ never leaves a file under its final name that looks complete.
 
 from __future__ import annotations
 
-import os
 import zipfile
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
 from css_pose.artifacts.atomic import atomic_path
 from css_pose.data.backends import VideoWriter
-
 from css_pose.skeleton import NUM_JOINTS
 
 GOP = 30
@@ -54,7 +50,10 @@ def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     Object arrays are refused, so every file loads with ``np.load`` without ``allow_pickle``.
     """
     path = Path(path)
-    with atomic_path(path, mkdir=False) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+    with (
+        atomic_path(path, mkdir=False) as tmp,
+        zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf,
+    ):
         for key, value in arrays.items():
             info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED

@@ -6,9 +6,9 @@ Every head takes the list of stage maps, shallow to deep, and returns a dict tha
 
 from __future__ import annotations
 
+from css_pose.flip import FLIPPABLE_KEYS, flip_average, unflip_outputs
 from css_pose.models.heads.composite import CompositeHead
 from css_pose.models.heads.cost import gflops, head_cost, num_params
-from css_pose.models.heads.flip import FLIPPABLE_KEYS, flip_average, unflip_outputs
 from css_pose.models.heads.heatmap import HeatmapHead, SpatialFusion
 from css_pose.models.heads.regression import RegressionHead
 from css_pose.models.heads.temporal import ParametricPooling, average_pooling
