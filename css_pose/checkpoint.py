@@ -151,6 +151,29 @@ def load_strict(
     module.load_state_dict(state_dict, strict=True)
 
 
+def load_encoder(path: str | Path):
+    """The encoder of a train.py checkpoint, without its training module (no decoder, latent
+    heads or losses are built): built from the checkpoint's model config at its crop size, with
+    the checkpoint's ``encoder.*`` weights loaded strictly.
+
+    Returns:
+        (:class:`~css_pose.models.encoders.Encoder` in eval mode, composed config)
+    Raises:
+        CheckpointError: unreadable file, not a train.py checkpoint, or weights that do not fit.
+    """
+    from css_pose.models.encoders import build_encoder
+
+    ckpt = read_checkpoint(path)
+    cfg = upgrade_config(OmegaConf.create(ckpt["css_pose_config"]))
+    encoder = build_encoder(cfg.model.name, in_size=cfg.data.size, width=cfg.model.get("width"))
+    prefix = "encoder."
+    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    if not state:
+        raise CheckpointError(f"{path}: holds no encoder weights (no '{prefix}*' keys)")
+    load_strict(encoder, state, path, "the encoder built from its config")
+    return encoder.eval(), cfg
+
+
 def upgrade_config(cfg: DictConfig) -> DictConfig:
     """A checkpoint's stored train config on top of today's defaults for its method and model, so
     keys added since it was written take their default values."""

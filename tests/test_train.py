@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from css_pose.checkpoint import CheckpointError, load_method, load_strict, read_checkpoint
+from css_pose.checkpoint import (
+    CheckpointError,
+    load_encoder,
+    load_method,
+    load_strict,
+    read_checkpoint,
+)
 from css_pose.config import ConfigError, compose_config
 from css_pose.runner import main
 
@@ -128,6 +134,10 @@ def test_baselines_run(tiny_root, tmp_path, method):
     feats = module.features(torch.rand(2, 3, 64, 64))
     assert feats["backbone"].shape[0] == 2
     assert ("z_v" in feats) == (method == "plain_temporal")
+    # The encoder alone, without building the training module, is the same network.
+    encoder, _ = load_encoder(run / "checkpoints" / "last.ckpt")
+    x = torch.rand(2, 3, 64, 64)
+    torch.testing.assert_close(encoder(x), module.encoder(x))
 
 
 def test_wandb_offline_run_files(tiny_root, tmp_path, monkeypatch):
