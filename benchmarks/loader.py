@@ -67,6 +67,7 @@ from css_pose.data.backends import (
 from css_pose.data.datamodule import seed_worker
 from css_pose.data.dataset import VideoClipDataset
 from css_pose.data.index import index_videos
+from css_pose.data.sampling import ContrastiveLayout
 from css_pose.data.store import CropStore
 from css_pose.data.transforms import AugmentConfig
 
@@ -289,7 +290,7 @@ def store_benchmark(args: argparse.Namespace) -> None:
         step_s = train_step_seconds(batch, 32)
         load_s = args.batch / load_rate
 
-        frames = 1 + SAMPLING["n_pos"] + SAMPLING["n_neg"] + SAMPLING["n_gt"]
+        frames = ContrastiveLayout.of(SAMPLING).length
         print(f"\ncommand: python {' '.join(sys.argv)}")
         print(
             f"{len(videos)} videos under {root}: {min(v.num_frames for v in videos)}-"
@@ -360,7 +361,7 @@ def main() -> None:
             rounds[name].append(epoch_rates(videos, backend, cache_mb, args))
     best = {name: np.max(r, axis=0) for name, r in rounds.items()}  # per epoch, best round
 
-    frames = 1 + SAMPLING["n_pos"] + SAMPLING["n_neg"] + SAMPLING["n_gt"]
+    frames = ContrastiveLayout.of(SAMPLING).length
     decoded = [v.num_frames * v.width * v.height * 3 / 2**20 for v in videos]
     cached = sum(d <= min(args.cache_video_mb, args.cache_mb) for d in decoded)
     sizes = sorted({f"{v.width}x{v.height}" for v in videos})

@@ -20,6 +20,7 @@ import time
 import torch
 
 from css_pose.config import compose_config, configure_threads
+from css_pose.data.sampling import ContrastiveLayout
 from css_pose.methods import build_method
 
 # name -> train-config overrides; CSS (the first) is the baseline of the ratios.
@@ -67,11 +68,7 @@ def main() -> None:
     for name, overrides in VARIANTS.items():
         cfg = compose_config("train", [*overrides, f"model={args.model}", f"data.size={args.size}"])
         method = build_method(cfg).to(args.device).train()
-        n = (
-            2
-            if cfg.method.name == "simclr"
-            else 1 + sum(cfg.data.sampling[k] for k in ("n_pos", "n_neg", "n_gt"))
-        )
+        n = 2 if cfg.method.name == "simclr" else ContrastiveLayout.of(cfg.data.sampling).length
         batch = {
             "frames": torch.rand(args.batch, n, 3, args.size, args.size, device=args.device),
             "video_idx": torch.arange(args.batch, device=args.device),

@@ -239,3 +239,19 @@ def test_every_app_has_a_css_pose_verb_with_help(verb, capsys):
         code = stop.code
     assert code == 0
     assert "usage" in capsys.readouterr().out.lower()
+
+
+def test_the_contrastive_sample_layout_is_read_by_name():
+    """ContrastiveLayout's slices pick each part out of the frames the dataset writes."""
+    import numpy as np
+
+    from css_pose.data.sampling import ContrastiveLayout, sample_contrastive
+
+    draw = sample_contrastive(np.random.default_rng(0), 60, 2, 4, 3, 20, 4, 8)
+    frames = draw.frame_indices()
+    at = ContrastiveLayout.of({"n_pos": 2, "n_neg": 3, "n_gt": 4})
+    assert at.length == len(frames) == 10
+    assert frames[at.anchor] == draw.anchor
+    assert frames[at.positives].tolist() == draw.positives.tolist()
+    assert frames[at.negatives].tolist() == draw.negatives.tolist()
+    assert frames[at.transition].tolist() == draw.transition.tolist()

@@ -12,6 +12,43 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class ContrastiveLayout:
+    """Where each part of a contrastive sample sits on its frame axis: the one definition that
+    the dataset writes (:meth:`ContrastiveDraw.frame_indices`) and the methods read by name.
+
+    Frames are ordered [anchor, positives (n_pos), negatives (n_neg), transition (n_gt)], so a
+    sample's ``frames`` is (N, 3, H, W) with N = :attr:`length`; index a batch's frame axis with
+    these, e.g. ``z[:, layout.negatives]``.
+    """
+
+    n_pos: int
+    n_neg: int
+    n_gt: int
+    anchor: int = 0
+
+    @classmethod
+    def of(cls, sampling) -> ContrastiveLayout:
+        """From a sampling config (mapping with n_pos, n_neg, n_gt)."""
+        return cls(int(sampling["n_pos"]), int(sampling["n_neg"]), int(sampling["n_gt"]))
+
+    @property
+    def positives(self) -> slice:
+        return slice(1, 1 + self.n_pos)
+
+    @property
+    def negatives(self) -> slice:
+        return slice(1 + self.n_pos, 1 + self.n_pos + self.n_neg)
+
+    @property
+    def transition(self) -> slice:
+        return slice(1 + self.n_pos + self.n_neg, self.length)
+
+    @property
+    def length(self) -> int:
+        return 1 + self.n_pos + self.n_neg + self.n_gt
+
+
+@dataclass(frozen=True)
 class ContrastiveDraw:
     """Frames of one contrastive sample.
 
@@ -27,10 +64,14 @@ class ContrastiveDraw:
     gt_offsets: np.ndarray
 
     def frame_indices(self) -> np.ndarray:
-        """(1 + n_pos + n_neg + n_gt,) int64: [anchor, positives..., negatives..., transition...]."""
-        return np.concatenate(
-            [[self.anchor], self.positives, self.negatives, self.transition]
-        ).astype(np.int64)
+        """(1 + n_pos + n_neg + n_gt,) int64 frames in :class:`ContrastiveLayout` order."""
+        layout = ContrastiveLayout(len(self.positives), len(self.negatives), len(self.transition))
+        out = np.empty(layout.length, np.int64)
+        out[layout.anchor] = self.anchor
+        out[layout.positives] = self.positives
+        out[layout.negatives] = self.negatives
+        out[layout.transition] = self.transition
+        return out
 
 
 def check_contrastive_params(

@@ -21,6 +21,7 @@ from einops import rearrange
 from lightly.models.modules import SimCLRProjectionHead
 from omegaconf import DictConfig
 
+from css_pose.data.sampling import ContrastiveLayout
 from css_pose.losses import (
     GradualTransitionLoss,
     InvarianceLoss,
@@ -35,8 +36,9 @@ from css_pose.models.latent import LatentHeads
 class CSSMethod(PretrainMethod):
     """Contrastive self-supervision with a time-variant / time-invariant split.
 
-    Batches come from ``VideoClipDataset(mode="contrastive")``: ``frames`` (B, N, 3, H, W) ordered
-    [anchor, positives (n_pos), negatives (n_neg), transition (n_gt)], ``video_idx`` (B,).
+    Batches come from ``VideoClipDataset(mode="contrastive")``: ``frames`` (B, N, 3, H, W) in
+    :class:`~css_pose.data.sampling.ContrastiveLayout` order (anchor, positives, negatives,
+    transition), ``video_idx`` (B,).
     """
 
     def __init__(self, model_cfg, method_cfg: DictConfig, optim_cfg, img_size: int, sampling):
@@ -49,6 +51,7 @@ class CSSMethod(PretrainMethod):
         )
         if self.n_pos < 1 or self.n_neg < 1:
             raise ValueError("CSS needs data.sampling.n_pos >= 1 and data.sampling.n_neg >= 1")
+        self.layout = ContrastiveLayout(self.n_pos, self.n_neg, self.n_gt)
         self.split = bool(m.split)
         self.w = {k: float(v) for k, v in m.weights.items()}
         self.heads = LatentHeads(
@@ -88,15 +91,15 @@ class CSSMethod(PretrainMethod):
         z = z_v if self.split else torch.cat([z_v, z_i], dim=-1)
         p = self.projection(rearrange(z, "b n d -> (b n) d"))
         p = rearrange(p, "(b n) d -> b n d", b=frames.shape[0])
-        i_pos, i_neg = 1 + self.n_pos, 1 + self.n_pos + self.n_neg
+        at = self.layout
         terms = {
             "loss_contrastive": self.contrastive(
-                p[:, 0], p[:, 1:i_pos], p[:, i_pos:i_neg], batch["video_idx"]
+                p[:, at.anchor], p[:, at.positives], p[:, at.negatives], batch["video_idx"]
             )
         }
         total = self.w["contrastive"] * terms["loss_contrastive"]
         if self.w["gradual"] > 0:
-            terms["loss_gradual"] = self.gradual(z[:, 0], z[:, i_neg:])
+            terms["loss_gradual"] = self.gradual(z[:, at.anchor], z[:, at.transition])
             total = total + self.w["gradual"] * terms["loss_gradual"]
         if self.split and self.w["invariance"] > 0:
             terms["loss_invariance"] = self.invariance(z_i, batch["video_idx"])
