@@ -48,7 +48,7 @@ from css_pose.data.index import index_videos
 from css_pose.data.loading import load_annotation
 from css_pose.flow import dense_flow
 from css_pose.models.pose_model import load_pose_model
-from css_pose.predict import predict_chunk
+from css_pose.video_pose import predict_chunk
 
 REPO = Path(__file__).resolve().parents[1]
 OTHER_FUSIONS = ("median", "heatmap")  # offline, besides the default weighted mean

@@ -52,7 +52,7 @@ def _people_per_frame(model, codec, payload, video, boxes, device, flip_test, ch
                       heatmaps=False):  # fmt: skip
     """Pass 1: {frame index: [FramePerson]} of every decoded frame, and the stream's facts.
     ``heatmaps``: keep each person's heatmaps too (float16, for heatmap fusion)."""
-    from css_pose.predict import VideoStream, predict_chunk
+    from css_pose.video_pose import VideoStream, predict_chunk
 
     untrained = ~np.asarray(payload.get("trained_joints", [True] * NUM_JOINTS), bool)
     size, pad = payload["crop"]["size"], payload["crop"]["box_pad"]
@@ -120,7 +120,7 @@ def run_predict_multi(
     """
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; choose one of {FUSIONS}")
-    from css_pose.predict import load_detections
+    from css_pose.video_pose import load_detections
 
     dev = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
@@ -140,7 +140,7 @@ def run_predict_multi(
     sigmas, _ = layout_sigmas(CANONICAL)
     sigmas[untrained] = 0.0
 
-    from css_pose.predict import VideoStream
+    from css_pose.video_pose import VideoStream
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

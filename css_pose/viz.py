@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
+from css_pose.data.backends import VideoWriter
 from css_pose.skeleton import BONES, joint_side
 
 SIDE_COLOURS = {"l": (60, 140, 255), "r": (255, 70, 60), "c": (60, 220, 90)}  # RGB
@@ -215,3 +219,56 @@ def embedding_figure(
     fig.tight_layout()
     fig.canvas.draw()
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+# --- 3D animation ---------------------------------------------------------------------------------
+def animate_3d(pose3d: np.ndarray, path: Path, fps: Fraction, progress: bool = True) -> Path:
+    """Render (T, 17, 3) mm poses as an mp4 of a rotating-free 3D skeleton plot (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from css_pose.skeleton import BONES, joint_side
+    from css_pose.viz import SIDE_COLOURS
+
+    colours = {side: tuple(c / 255 for c in rgb) for side, rgb in SIDE_COLOURS.items()}
+    span = max(float(np.abs(pose3d).max()), 1.0)
+    fig = plt.figure(figsize=(4, 4), dpi=80)
+    ax = fig.add_subplot(projection="3d")
+    writer = None
+    try:
+        for t, pose in enumerate(
+            tqdm(pose3d, desc="3D plot", disable=not progress, file=sys.stderr)
+        ):
+            ax.cla()
+            # Camera axes to plot axes: x right, z (depth) into the page, -y up.
+            xs, ys, zs = pose[:, 0], pose[:, 2], -pose[:, 1]
+            for parent, child in BONES:
+                ax.plot(
+                    [xs[parent], xs[child]], [ys[parent], ys[child]], [zs[parent], zs[child]],
+                    color=colours[joint_side(child)], lw=2,
+                )  # fmt: skip
+            ax.scatter(xs, ys, zs, s=6, color="k")
+            ax.set_xlim(-span, span)
+            ax.set_ylim(-span, span)
+            ax.set_zlim(-span, span)
+            ax.set_xlabel("x (mm)")
+            ax.set_ylabel("depth (mm)")
+            ax.set_zlabel("up (mm)")
+            ax.set_title(f"frame {t}")
+            fig.canvas.draw()
+            image = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+            if writer is None:
+                h, w = image.shape[:2]
+                writer = VideoWriter(path, w - w % 2, h - h % 2, fps)
+            writer.write(np.ascontiguousarray(image[: writer.stream.height, : writer.stream.width]))
+        if writer is not None:
+            writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        plt.close(fig)
+    return path

@@ -383,7 +383,7 @@ def test_kept_heatmaps_decode_to_the_predicted_keypoints(crowd_model):
     from css_pose.data.index import index_videos
     from css_pose.data.loading import load_annotation
     from css_pose.models.pose_model import load_pose_model
-    from css_pose.predict import predict_chunk
+    from css_pose.video_pose import predict_chunk
 
     root, path = crowd_model
     entry = index_videos(root).videos[0]

@@ -26,7 +26,8 @@ from css_pose.data.synthetic.io import write_mp4
 from css_pose.heads2d import main as train_head
 from css_pose.models.lifter_model import build_lifter, save_lifter
 from css_pose.models.pose_model import load_pose_model
-from css_pose.predict import VideoStream, load_detections, run_predict
+from css_pose.predict import run_predict
+from css_pose.video_pose import VideoStream, load_detections
 
 
 @pytest.fixture(scope="module")

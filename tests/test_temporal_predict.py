@@ -23,13 +23,8 @@ from css_pose.heads2d import main as train_head
 from css_pose.models.lifter_model import build_lifter, save_lifter
 from css_pose.models.pose_model import load_pose_model
 from css_pose.models.temporal_pose import clip_frame_indices, crop_clip_flows, predict_clip
-from css_pose.predict import (
-    ClipStream,
-    VideoStream,
-    load_detections,
-    predict_stream,
-    run_predict,
-)
+from css_pose.predict import run_predict
+from css_pose.video_pose import ClipStream, VideoStream, load_detections, predict_stream
 
 FRAMES, STEP = 2, 2
 SPAN = FRAMES * STEP  # frames each side of the centre

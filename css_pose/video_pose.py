@@ -1,0 +1,465 @@
+"""Pose over a video stream, for ``css-pose predict`` (the app, :mod:`css_pose.predict`, writes
+the outputs).
+
+- **Inputs**: person boxes per frame from a COCO detection file or a css_pose annotation
+  (:func:`load_detections`); frames decoded once, front to back, from a video (:class:`VideoStream`,
+  frame indices from timestamps) or a folder of numbered frames (:class:`FrameFolderStream`).
+- **Single-frame models**: each box cropped as in training, run through the model, keypoints
+  mapped back to frame px (:func:`predict_chunk`, :class:`SingleFrames`).
+- **Clip models**: a ring buffer of the last 2 n step + 1 decoded frames and their person crops
+  (:class:`ClipStream`); frame t is predicted once frame t + n step has been decoded.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from einops import rearrange
+
+from css_pose.codecs.heatmap import HeatmapCodec
+from css_pose.crowd import box_iou
+from css_pose.data.backends import (
+    FRAME_FOLDER_FPS,
+    FrameFolderReader,
+    VideoReadError,
+    _decode,
+    _open_container,
+    _PtsToIndex,
+    _read_image,
+    frame_files,
+)
+from css_pose.data.transforms import crop_matrix, transform_points, warp_crop, whole_frame_box
+from css_pose.models.pose_model import predict
+from css_pose.models.temporal_pose import clip_frame_indices, crop_clip_flows, predict_clip
+
+PERSON = 1
+
+
+# Frames held back to sort timestamps that a container gives in decode order (AVI with B-frames);
+# H.264 and HEVC reorder at most 16 frames.
+REORDER = 16
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+def load_detections(path: str | Path, min_score: float = 0.0) -> dict[int, np.ndarray]:
+    """COCO detection results -> {frame index: (P, 5) xyxy px + score}, best score first.
+
+    The file is a JSON list of ``{"image_id": frame, "bbox": [x, y, w, h], "score": s,
+    "category_id": 1}`` (a dict with an ``annotations`` list is accepted too); entries of another
+    category or below ``min_score`` are dropped. Raises ValueError naming the file and the fix.
+    """
+    path = Path(path)
+    if path.suffix == ".npz":
+        return _annotation_boxes(path)
+    hint = (
+        'expected a JSON list of {"image_id": <0-based frame index>, "bbox": [x, y, w, h], '
+        '"score": <0..1>, "category_id": 1} (COCO detection results)'
+    )
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise ValueError(f"{path}: no such detection file; {hint}") from err
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not readable JSON ({err}); {hint}") from err
+    if isinstance(data, dict):
+        data = data.get("annotations")
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: {hint}")
+    boxes: dict[int, list[list[float]]] = {}
+    for i, det in enumerate(data):
+        try:
+            frame = int(det["image_id"])
+            x, y, w, h = (float(v) for v in det["bbox"])
+            score = float(det.get("score", 1.0))
+            category = int(det.get("category_id", PERSON))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: entry {i} is malformed ({err!r}); {hint}") from err
+        if frame < 0 or w <= 0 or h <= 0 or not all(map(math.isfinite, (x, y, w, h))):
+            raise ValueError(f"{path}: entry {i} has a bad frame index or box {det['bbox']}")
+        if category == PERSON and score >= min_score:
+            boxes.setdefault(frame, []).append([x, y, x + w, y + h, score])
+    return {
+        f: np.array(sorted(b, key=lambda r: -r[4]), np.float32).reshape(-1, 5)
+        for f, b in boxes.items()
+    }
+
+
+def _annotation_boxes(path: Path) -> dict[int, np.ndarray]:
+    """Person boxes of a css_pose annotation (``bboxes`` (T, 4) or (P, T, 4) xyxy px, see
+    docs/data_format.md), e.g. the ground-truth boxes of a synthetic video, score 1."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            boxes = np.asarray(data["bboxes"], np.float32)
+    except (OSError, KeyError, ValueError) as err:
+        raise ValueError(
+            f"{path}: not a css_pose annotation with 'bboxes' ({err}); pass COCO detections "
+            "as JSON instead"
+        ) from err
+    if boxes.ndim == 2:
+        boxes = boxes[None]
+    if boxes.ndim != 3 or boxes.shape[-1] != 4:
+        raise ValueError(f"{path}: 'bboxes' has shape {boxes.shape}; expected (T, 4) or (P, T, 4)")
+    out = {}
+    for t in range(boxes.shape[1]):
+        rows = [
+            [*b, 1.0] for b in boxes[:, t] if np.isfinite(b).all() and b[2] > b[0] and b[3] > b[1]
+        ]
+        if rows:
+            out[t] = np.array(rows, np.float32)
+    return out
+
+
+@dataclass
+class VideoStream:
+    """An open input video: frames come out of :meth:`frames` one at a time, front to back."""
+
+    path: str
+    width: int
+    height: int
+    fps: Fraction
+    reported_frames: int
+    _container: av.container.InputContainer
+    _stream: av.video.stream.VideoStream
+
+    @classmethod
+    def open(cls, path: str | Path) -> VideoStream | FrameFolderStream:
+        """The stream of a video file, or of a frame folder (:mod:`css_pose.data.backends`)."""
+        if Path(path).is_dir():
+            return FrameFolderStream.open(path)
+        container, stream = _open_container(str(path))
+        rate = stream.average_rate or stream.guessed_rate or 30
+        stream.codec_context.thread_type = "AUTO"
+        return cls(
+            str(path), stream.width, stream.height, Fraction(rate), stream.frames or 0,
+            container, stream,
+        )  # fmt: skip
+
+    def frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(frame index, (H, W, 3) uint8 RGB frame) pairs in presentation order.
+
+        The index comes from the timestamp (module docstring), so frames that do not decode
+        leave a gap. The decoder emits frames in presentation order but some containers (AVI)
+        stamp them in decode order, so each frame takes the smallest timestamp among the next
+        ``REORDER`` frames' (its own when they are in order). A frame without a timestamp, or
+        one that would repeat an index, takes the next index.
+        """
+        ticks = 1 / (Fraction(self._stream.time_base) * self.fps)
+        held: deque[av.VideoFrame] = deque()
+        stamps: list = []  # min-heap of the held frames' timestamps
+        latest, last = None, -1
+        mapping: _PtsToIndex | None = None
+
+        def release() -> tuple[int, np.ndarray]:
+            nonlocal mapping, last
+            pts = heapq.heappop(stamps)
+            mapping = mapping or _PtsToIndex(self._stream, self.fps, pts)
+            last = max(mapping.index(pts), last + 1)
+            return last, held.popleft().to_ndarray(format="rgb24")
+
+        try:
+            for frame in _decode(self._container, self._stream):
+                pts = frame.pts if frame.pts is not None else (latest or 0) + ticks
+                latest = pts if latest is None else max(latest, pts)
+                held.append(frame)
+                heapq.heappush(stamps, pts)
+                if len(held) > REORDER:
+                    yield release()
+            while held:
+                yield release()
+        except av.FFmpegError as err:
+            raise VideoReadError(f"{self.path}: decoding failed ({err})") from err
+
+    def close(self) -> None:
+        self._container.close()
+
+
+@dataclass
+class FrameFolderStream:
+    """:class:`VideoStream` of a folder of numbered frames: frame i is its i-th image; an image
+    that does not decode (or has another size than the first) leaves a gap, as a damaged packet
+    does in a video file."""
+
+    path: str
+    width: int
+    height: int
+    fps: Fraction
+    reported_frames: int
+    _files: list[str]
+
+    @classmethod
+    def open(cls, path: str | Path) -> FrameFolderStream:
+        files = frame_files(path)
+        if not files:
+            raise VideoReadError(f"{path}: a folder without numbered images (e.g. 000001.jpg)")
+        reader = FrameFolderReader(path, num_frames=1)  # size from the first image
+        width, height = reader.size
+        return cls(str(path), width, height, Fraction(FRAME_FOLDER_FPS), len(files), files)
+
+    def frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        for index, file in enumerate(self._files):
+            image = _read_image(file)
+            if image is not None and image.shape[:2] == (self.height, self.width):
+                yield index, image
+
+    def close(self) -> None:
+        pass
+
+
+# --- the pass over the video ----------------------------------------------------------------------
+@dataclass
+class Person:
+    frame: int
+    box: np.ndarray  # (4,) xyxy px
+    box_score: float
+    keypoints: np.ndarray  # (J, 2) frame px
+    scores: np.ndarray  # (J,)
+    heatmaps: np.ndarray | None = None  # (J, h, w) float32, only with keep_heatmaps
+    heatmap_to_frame: np.ndarray | None = None  # (2, 3) heatmap cell (x, y) -> frame px
+
+
+def frame_boxes(boxes, index: int, width: int, height: int, box_pad: float):
+    """(P, 5) xyxy px + score person boxes of frame ``index`` and their crop pad: the detections
+    (``box_pad``), or the whole frame (pad 1) when ``boxes`` is None."""
+    if boxes is None:
+        return np.array([[*whole_frame_box(width, height), 1.0]], np.float32), 1.0
+    return boxes.get(index, np.zeros((0, 5), np.float32)), box_pad
+
+
+def _to_frame(index: int, row: np.ndarray, matrix: np.ndarray, kp, scores) -> Person:
+    """A person from crop px keypoints (J, 2) of the crop ``matrix`` (2, 3) cut around ``row``."""
+    inverse = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2]
+    return Person(index, row[:4], float(row[4]), transform_points(kp, inverse), scores)
+
+
+def predict_chunk(
+    model, codec, frames: list[np.ndarray], indices: list[int], boxes, box_pad: float, size: int,
+    device: torch.device, flip_test: bool, keep_heatmaps: bool = False,
+) -> list[Person]:  # fmt: skip
+    """Crop every person of ``frames`` (whose frame indices are ``indices``), run the model, and
+    map the keypoints back to frame pixels. ``keep_heatmaps`` (a heatmap head only) also keeps
+    each person's heatmaps and their cell -> frame px affine, for heatmap fusion
+    (:func:`css_pose.crowd.fuse_heatmaps`)."""
+    if keep_heatmaps and not isinstance(codec, HeatmapCodec):
+        raise ValueError(
+            f"heatmap fusion needs a heatmap head, this one decodes with {type(codec).__name__}; "
+            "fuse with 'mean' or 'median' instead"
+        )
+    crops, metas = [], []
+    for image, index in zip(frames, indices):
+        found, pad = frame_boxes(boxes, index, image.shape[1], image.shape[0], box_pad)
+        for row in found:
+            matrix = crop_matrix(row[:4], size, pad)
+            crops.append(warp_crop(image, matrix, size))
+            metas.append((index, row, matrix))
+    if not crops:
+        return []
+    batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
+    with torch.no_grad():
+        kp, scores, outputs = predict(model, codec, batch.to(device), flip_test, outputs=True)
+    people = [
+        _to_frame(index, row, matrix, k, s)
+        for (index, row, matrix), k, s in zip(metas, kp.cpu().numpy(), scores.cpu().numpy())
+    ]
+    if keep_heatmaps:
+        s = codec.stride  # cell c covers crop px c * s .. c * s + s - 1, centre c * s + (s - 1) / 2
+        cell_to_crop = np.array([[s, 0.0, (s - 1) / 2], [0.0, s, (s - 1) / 2], [0.0, 0.0, 1.0]])
+        maps = outputs["heatmaps"].float().cpu().numpy()
+        for person, (_, _, matrix), m in zip(people, metas, maps, strict=True):
+            person.heatmaps = m
+            person.heatmap_to_frame = (
+                np.linalg.inv(np.vstack([matrix, [0, 0, 1]])) @ cell_to_crop
+            )[:2]
+    return people
+
+
+@dataclass
+class Ready:
+    """A decoded frame whose people can be predicted now: its index, its (H, W, 3) uint8 RGB image
+    and, for a clip model, one :class:`ClipJob` per person (None for a single-frame model)."""
+
+    index: int
+    image: np.ndarray
+    jobs: list[ClipJob] | None = None
+
+
+@dataclass
+class SingleFrames:
+    """A single-frame model: every decoded frame is ready at once."""
+
+    model: torch.nn.Module
+    codec: object
+    boxes: dict | None
+    box_pad: float
+    size: int
+    device: torch.device
+    flip_test: bool
+
+    def push(self, index: int, image: np.ndarray) -> list[Ready]:
+        return [Ready(index, image)]
+
+    def finish(self) -> list[Ready]:
+        return []
+
+    def predict(self, ready: list[Ready]) -> list[Person]:
+        return predict_chunk(
+            self.model, self.codec, [r.image for r in ready], [r.index for r in ready],
+            self.boxes, self.box_pad, self.size, self.device, self.flip_test,
+        )  # fmt: skip
+
+
+# --- clip models: a ring buffer of decoded frames -------------------------------------------------
+@dataclass
+class ClipJob:
+    """One person's clip around a centre frame: the model's input and the way back to frame px."""
+
+    row: np.ndarray  # (5,) the centre frame's box, xyxy px + score
+    matrix: np.ndarray  # (2, 3) frame px -> centre crop px
+    crops: np.ndarray  # (T, S, S, 3) uint8 RGB, the centre at index n
+    flows: np.ndarray  # (T, S, S, 2) float32 px; flows[k] warps crop k onto the centre crop
+    frame_idx: np.ndarray  # (T,) int64 the video frame of each crop
+
+
+@dataclass
+class _Buffered:
+    """A decoded frame in the ring buffer with its people's crops, cut once when it arrives."""
+
+    index: int
+    image: np.ndarray  # (H, W, 3) uint8 RGB, kept for the overlay
+    rows: np.ndarray  # (P, 5) xyxy px + score
+    matrices: list[np.ndarray]  # P x (2, 3) frame px -> crop px
+    crops: np.ndarray  # (P, S, S, 3) uint8 RGB
+
+
+def match_person(rows: np.ndarray, box: np.ndarray) -> int | None:
+    """The row of ``rows`` (P, 5) that is the person of ``box`` (4,) xyxy px in another frame: the
+    only box when there is one, else the largest IoU (ties: the first, best-scoring); None when
+    the frame has no box, or several and none overlaps (the person is absent there)."""
+    if len(rows) <= 1:
+        return 0 if len(rows) else None
+    iou = box_iou(rows[:, :4], box)[:, 0]
+    return int(iou.argmax()) if iou.max() > 0 else None
+
+
+class ClipStream:
+    """Clips for a :class:`~css_pose.models.temporal_pose.TemporalPoseModel` from frames decoded once, front
+    to back, holding only a ring buffer of the last 2 n step + 1 decoded frames (and their crops).
+
+    Frame t is ready once frame t + n step has been decoded (or passed: a gap), or at the end.
+    Its clip, per person box of frame t, is the crops of frames t - n step .. t + n step, each cut
+    with that frame's own box of the same person (:func:`match_person` against frame t's box), as
+    in training. A neighbour past either end of the video is clamped to it
+    (:func:`~css_pose.models.temporal_pose.clip_frame_indices`: the edge frame repeats); one that did not
+    decode, or where the person is absent, is replaced by the nearest frame towards t that has
+    them. The DIS flows from the centre crop to each neighbour's are computed per clip (a repeated
+    frame once, the centre's a zero field): a pair (centre, neighbour) of crops never recurs in
+    another clip (there the centre differs), so there is nothing to reuse across clips.
+    """
+
+    def __init__(self, model, codec, boxes, box_pad: float, size: int, device, flip_test: bool,
+                 step: int, preset: str):  # fmt: skip
+        self.model, self.codec, self.boxes, self.box_pad = model, codec, boxes, box_pad
+        self.size, self.device, self.flip_test = size, device, flip_test
+        self.frames, self.step, self.preset = model.centre, step, preset
+        self.span = model.centre * step  # frames each side of the centre
+        self.ring: deque[_Buffered] = deque(maxlen=2 * self.span + 1)
+        self.next = 0  # the first frame index not yet handed out
+        self.flow_seconds = 0.0  # time in DIS
+
+    def push(self, index: int, image: np.ndarray) -> list[Ready]:
+        """Buffer decoded frame ``index`` (H, W, 3) uint8 RGB; the frames now ready, in order."""
+        rows, pad = frame_boxes(self.boxes, index, image.shape[1], image.shape[0], self.box_pad)
+        matrices = [crop_matrix(row[:4], self.size, pad) for row in rows]
+        crops = np.stack([warp_crop(image, m, self.size) for m in matrices]) if len(rows) else None
+        self.ring.append(_Buffered(index, image, rows, matrices, crops))
+        # Every frame still waiting is within span of the newest, so its neighbours are buffered.
+        return self._release(index - self.span, stop=index + self.span + 1)
+
+    def finish(self) -> list[Ready]:
+        """The frames still waiting, their clips clamped at the last decoded frame."""
+        last = self.ring[-1].index if self.ring else -1
+        return self._release(last, stop=last + 1)
+
+    def _release(self, upto: int, stop: int) -> list[Ready]:
+        """Frames ``self.next`` .. ``upto`` of the ring as Ready, the video ending before ``stop``."""
+        by_index = {b.index: b for b in self.ring}
+        ready = []
+        for index in sorted(i for i in by_index if self.next <= i <= upto):
+            centre = by_index[index]
+            jobs = [self._clip(by_index, centre, p, stop) for p in range(len(centre.rows))]
+            ready.append(Ready(index, centre.image, jobs))
+            self.next = index + 1
+        return ready
+
+    def _clip(self, by_index: dict, centre: _Buffered, person: int, stop: int) -> ClipJob:
+        """Person ``person`` of frame ``centre``: its crops and flows (see the class docstring)."""
+        wanted = clip_frame_indices(centre.index, 0, stop, self.frames, self.step)
+        found = [self._neighbour(by_index, centre, person, int(j)) for j in wanted]
+        crops, idx = np.stack([c for c, _ in found]), np.array([j for _, j in found], np.int64)
+        start = time.perf_counter()
+        flows = crop_clip_flows(crops, idx, self.frames, self.preset)
+        self.flow_seconds += time.perf_counter() - start
+        return ClipJob(centre.rows[person], centre.matrices[person], crops, flows, idx)
+
+    @staticmethod
+    def _neighbour(by_index: dict, centre: _Buffered, person: int, j: int):
+        """(S, S, 3) uint8 crop of the person in frame ``j``, or in the nearest frame towards the
+        centre that was decoded and has them, and that frame's index."""
+        box = centre.rows[person, :4]
+        while j != centre.index:
+            frame = by_index.get(j)
+            q = None if frame is None else match_person(frame.rows, box)
+            if q is not None:
+                return frame.crops[q], j
+            j += 1 if j < centre.index else -1
+        return centre.crops[person], j
+
+    def predict(self, ready: list[Ready]) -> list[Person]:
+        """Run the clip model on every person of ``ready`` (one batch); keypoints in frame px."""
+        jobs = [(r.index, job) for r in ready for job in r.jobs]
+        if not jobs:
+            return []
+        clip = torch.from_numpy(np.stack([j.crops for _, j in jobs]))
+        clip = rearrange(clip, "b t h w c -> b t c h w").float().div_(255.0)
+        flows = rearrange(torch.from_numpy(np.stack([j.flows for _, j in jobs])),
+                          "b t h w d -> b t d h w")  # fmt: skip
+        kp, scores = predict_clip(
+            self.model, self.codec, clip.to(self.device), flows.to(self.device), self.flip_test
+        )
+        return [
+            _to_frame(index, job.row, job.matrix, k, s)
+            for (index, job), k, s in zip(jobs, kp.cpu().numpy(), scores.cpu().numpy())
+        ]
+
+
+def predict_stream(
+    frames: Iterable[tuple[int, np.ndarray]], stream: SingleFrames | ClipStream, chunk: int
+) -> Iterator[tuple[Ready, list[Person]]]:
+    """(frame, its people) for every decoded frame of ``frames`` ((index, (H, W, 3) uint8 RGB)
+    pairs, in order), in order; the model runs on ``chunk`` ready frames at a time."""
+    pending: list[Ready] = []
+    for index, image in frames:
+        pending.extend(stream.push(index, image))
+        if len(pending) >= chunk:
+            yield from _with_people(stream, pending)
+            pending = []
+    pending.extend(stream.finish())
+    if pending:
+        yield from _with_people(stream, pending)
+
+
+def _with_people(stream, ready: list[Ready]) -> list[tuple[Ready, list[Person]]]:
+    people: dict[int, list[Person]] = {}
+    for person in stream.predict(ready):
+        people.setdefault(person.frame, []).append(person)
+    return [(r, people.get(r.index, [])) for r in ready]
