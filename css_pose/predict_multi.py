@@ -133,126 +133,16 @@ def run_predict_multi(
         )
     boxes = load_detections(boxes_path, min_box_score)
     start = time.perf_counter()
-    found, (width, height, fps), untrained = _people_per_frame(
+    found, facts, untrained = _people_per_frame(
         model, codec, payload, video, boxes, dev, flip_test, chunk, progress, fusion == "heatmap"
     )
     pose_seconds = time.perf_counter() - start
-    sigmas, _ = layout_sigmas(CANONICAL)
-    sigmas[untrained] = 0.0
-
-    from css_pose.video_pose import VideoStream
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    source = VideoStream.open(video)
-    writer = VideoWriter(out / "overlay.mp4", width, height, fps)
-    frames: dict[int, np.ndarray] = {}
-    fwd: dict[int, np.ndarray] = {}  # t -> flow from frame t to t + 1
-    bwd: dict[int, np.ndarray] = {}  # t -> flow from frame t + 1 to t
-    tracker = Tracker(sigmas)
-    entries, images, people_out = [], [], []
-    last = max(found)
-    written = 0
-    flow_seconds = refine_seconds = 0.0
-    bar = tqdm(total=last + 1, unit="frame", desc="refine and track", disable=not progress,
-               file=sys.stderr)  # fmt: skip
-
-    def contiguous(t: int) -> list[int]:
-        lo, hi = t, t
-        while lo - 1 >= max(0, t - k) and lo - 1 in frames and lo - 1 in fwd:
-            lo -= 1
-        while not online and hi + 1 <= min(last, t + k) and hi + 1 in frames and hi in fwd:
-            hi += 1
-        return list(range(lo, hi + 1))
-
-    def emit(t: int) -> None:
-        nonlocal written, refine_seconds
-        seq = contiguous(t)
-        s = time.perf_counter()
-        refined = refine_poses(
-            [found.get(i, []) for i in seq],
-            [fwd[i] for i in seq[:-1]],
-            None if online else [bwd[i] for i in seq[:-1]],
-            sigmas,
-            k=k,
-            fusion=fusion,
-        )[seq.index(t)]
-        refine_seconds += time.perf_counter() - s
-        tracker.update(refined)
-        drawn = frames[t]
-        for _ in range(written, t):  # frames that did not decode: black, as in plain predict
-            writer.write(np.zeros((height, width, 3), np.uint8))
-        for person in refined:
-            colour = track_colour(person.track)
-            x1, y1, x2, y2 = (int(round(v)) for v in person.box)
-            drawn = draw_skeleton(drawn, person.keypoints)
-            cv2.rectangle(drawn, (x1, y1), (x2, y2), colour, 1)
-            cv2.putText(drawn, str(person.track), (x1 + 1, max(y1 - 2, 8)),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.3, colour, 1, cv2.LINE_AA)  # fmt: skip
-            kp = np.nan_to_num(person.keypoints)
-            sc = np.where(np.isfinite(person.keypoints).all(-1), person.scores, 0.0)
-            box = [float(v) for v in (x1, y1, x2 - x1, y2 - y1)]
-            entries.append({
-                "image_id": t, "category_id": 1, "track_id": int(person.track),
-                "recovered": bool(person.recovered),
-                "keypoints": [round(float(v), 2) for v in np.c_[kp, sc].reshape(-1)],
-                "score": round(float(person.score * np.clip(sc[~untrained], 0, 1).mean()), 4),
-                "bbox": [round(v, 2) for v in box],
-            })  # fmt: skip
-            people_out.append(
-                CocoPerson(
-                    t + 1,
-                    kp,
-                    np.where(sc > 0, 2, 0),
-                    np.array(box),
-                    track_id=int(person.track),
-                    id=len(people_out) + 1,
-                )  # fmt: skip
-            )
-        images.append(
-            CocoImage(
-                t + 1,
-                f"{Path(video).stem}/{t:06d}.jpg",
-                width,
-                height,
-                frame=t,
-                video=Path(video).stem,
-                frame_index=t,
-            )  # fmt: skip
-        )
-        writer.write(drawn)
-        written = t + 1
-        bar.update(1)
-
-    try:
-        with writer:
-            ready = 0  # the next frame to emit
-            for index, image in source.frames():
-                frames[index] = image
-                if index - 1 in frames:
-                    s = time.perf_counter()
-                    fwd[index - 1] = dense_flow(frames[index - 1], image)
-                    bwd[index - 1] = dense_flow(image, frames[index - 1])
-                    flow_seconds += time.perf_counter() - s
-                while ready in found and (online or ready + k <= index):
-                    emit(ready)
-                    ready += 1
-                    while ready <= last and ready not in found:
-                        ready += 1
-                for old in [i for i in frames if i < ready - k - 1]:
-                    frames.pop(old)
-                    fwd.pop(old, None)
-                    bwd.pop(old, None)
-            while ready <= last:
-                if ready in found:
-                    emit(ready)
-                ready += 1
-    finally:
-        bar.close()
-        source.close()
-
-    write_json(out / "keypoints.json", entries)
-    write_coco(out / "posetrack.json", CANONICAL, images, people_out)
+    run = _Refinement(found, facts, untrained, Path(video), out, k, online, fusion, progress)
+    run.run()
+    write_json(out / "keypoints.json", run.entries)
+    write_coco(out / "posetrack.json", CANONICAL, run.images, run.people)
     meta = {
         "video": str(video),
         "model": str(model_path),
@@ -260,18 +150,21 @@ def run_predict_multi(
         "mode": "online" if online else "offline",
         "k": k,
         "fusion": fusion,
-        "frames": written,
+        "frames": run.written,
         "decoded_frames": len(found),
-        "people": len(entries),
-        "recovered": int(sum(e["recovered"] for e in entries)),
-        "tracks": tracker.count,
+        "people": len(run.entries),
+        "recovered": int(sum(e["recovered"] for e in run.entries)),
+        "tracks": run.tracker.count,
         "layout": CANONICAL,
         "untrained_joints": [int(j) for j in np.flatnonzero(untrained)],
         "frames_per_second": {
-            "pose": round(len(found) / max(pose_seconds, 1e-9), 1),
-            "flow": round(len(found) / max(flow_seconds, 1e-9), 1),
-            "refine": round(len(found) / max(refine_seconds, 1e-9), 1),
-        },
+            name: round(len(found) / max(seconds, 1e-9), 1)
+            for name, seconds in (
+                ("pose", pose_seconds),
+                ("flow", run.flow_seconds),
+                ("refine", run.refine_seconds),
+            )
+        },  # fmt: skip
         "outputs": {
             "keypoints": "keypoints.json",
             "posetrack": "posetrack.json",
@@ -280,3 +173,137 @@ def run_predict_multi(
     }
     write_json(out / "meta.json", meta)
     return meta
+
+
+class _Refinement:
+    """Pass 2 of :func:`run_predict_multi`: decode the video again, compute the flows between
+    neighbours, refine and track each frame once its k next frames are in (offline) or at once
+    (online), draw the overlay and collect the outputs. Holds 2k + 2 frames and their flows."""
+
+    def __init__(self, found, facts, untrained, video: Path, out: Path, k, online, fusion,
+                 progress):  # fmt: skip
+        self.found, self.untrained, self.video = found, untrained, video
+        self.width, self.height, self.fps = facts
+        self.k, self.online, self.fusion, self.progress = k, online, fusion, progress
+        self.sigmas, _ = layout_sigmas(CANONICAL)
+        self.sigmas[untrained] = 0.0
+        self.tracker = Tracker(self.sigmas)
+        self.writer = VideoWriter(out / "overlay.mp4", self.width, self.height, self.fps)
+        self.frames: dict[int, np.ndarray] = {}
+        self.fwd: dict[int, np.ndarray] = {}  # t -> flow from frame t to t + 1
+        self.bwd: dict[int, np.ndarray] = {}  # t -> flow from frame t + 1 to t
+        self.entries: list[dict] = []
+        self.images: list[CocoImage] = []
+        self.people: list[CocoPerson] = []
+        self.last = max(found)
+        self.written = 0
+        self.flow_seconds = self.refine_seconds = 0.0
+
+    def run(self) -> None:
+        from css_pose.video_pose import VideoStream
+
+        source = VideoStream.open(self.video)
+        self.bar = tqdm(total=self.last + 1, unit="frame", desc="refine and track",
+                        disable=not self.progress, file=sys.stderr)  # fmt: skip
+        try:
+            with self.writer:
+                ready = 0  # the next frame to emit
+                for index, image in source.frames():
+                    self._add(index, image)
+                    while ready in self.found and (self.online or ready + self.k <= index):
+                        self._emit(ready)
+                        ready += 1
+                        while ready <= self.last and ready not in self.found:
+                            ready += 1
+                    for old in [i for i in self.frames if i < ready - self.k - 1]:
+                        self.frames.pop(old)
+                        self.fwd.pop(old, None)
+                        self.bwd.pop(old, None)
+                for t in range(ready, self.last + 1):
+                    if t in self.found:
+                        self._emit(t)
+        finally:
+            self.bar.close()
+            source.close()
+
+    def _add(self, index: int, image: np.ndarray) -> None:
+        self.frames[index] = image
+        if index - 1 in self.frames:
+            s = time.perf_counter()
+            self.fwd[index - 1] = dense_flow(self.frames[index - 1], image)
+            self.bwd[index - 1] = dense_flow(image, self.frames[index - 1])
+            self.flow_seconds += time.perf_counter() - s
+
+    def _contiguous(self, t: int) -> list[int]:
+        """The frames around t, k each side (past only online), with no gap of frame or flow."""
+        lo, hi = t, t
+        while lo - 1 >= max(0, t - self.k) and lo - 1 in self.frames and lo - 1 in self.fwd:
+            lo -= 1
+        while (not self.online and hi + 1 <= min(self.last, t + self.k)
+               and hi + 1 in self.frames and hi in self.fwd):  # fmt: skip
+            hi += 1
+        return list(range(lo, hi + 1))
+
+    def _emit(self, t: int) -> None:
+        seq = self._contiguous(t)
+        s = time.perf_counter()
+        refined = refine_poses(
+            [self.found.get(i, []) for i in seq],
+            [self.fwd[i] for i in seq[:-1]],
+            None if self.online else [self.bwd[i] for i in seq[:-1]],
+            self.sigmas,
+            k=self.k,
+            fusion=self.fusion,
+        )[seq.index(t)]
+        self.refine_seconds += time.perf_counter() - s
+        self.tracker.update(refined)
+        drawn = self.frames[t]
+        for _ in range(self.written, t):  # frames that did not decode: black, as in plain predict
+            self.writer.write(np.zeros((self.height, self.width, 3), np.uint8))
+        for person in refined:
+            drawn = self._record(t, person, drawn)
+        self.images.append(
+            CocoImage(
+                t + 1,
+                f"{self.video.stem}/{t:06d}.jpg",
+                self.width,
+                self.height,
+                frame=t,
+                video=self.video.stem,
+                frame_index=t,
+            )  # fmt: skip
+        )
+        self.writer.write(drawn)
+        self.written = t + 1
+        self.bar.update(1)
+
+    def _record(self, t: int, person: FramePerson, drawn: np.ndarray) -> np.ndarray:
+        """Draw ``person`` on frame t (skeleton, box and id in its track's colour) and add it to
+        the outputs; returns the drawn frame."""
+        colour = track_colour(person.track)
+        x1, y1, x2, y2 = (int(round(v)) for v in person.box)
+        drawn = draw_skeleton(drawn, person.keypoints)
+        cv2.rectangle(drawn, (x1, y1), (x2, y2), colour, 1)
+        cv2.putText(drawn, str(person.track), (x1 + 1, max(y1 - 2, 8)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.3, colour, 1, cv2.LINE_AA)  # fmt: skip
+        kp = np.nan_to_num(person.keypoints)
+        sc = np.where(np.isfinite(person.keypoints).all(-1), person.scores, 0.0)
+        box = [float(v) for v in (x1, y1, x2 - x1, y2 - y1)]
+        self.entries.append({
+            "image_id": t, "category_id": 1, "track_id": int(person.track),
+            "recovered": bool(person.recovered),
+            "keypoints": [round(float(v), 2) for v in np.c_[kp, sc].reshape(-1)],
+            "score": round(float(person.score * np.clip(sc[~self.untrained], 0, 1).mean()), 4),
+            "bbox": [round(v, 2) for v in box],
+        })  # fmt: skip
+        self.people.append(
+            CocoPerson(
+                t + 1,
+                kp,
+                np.where(sc > 0, 2, 0),
+                np.array(box),
+                track_id=int(person.track),
+                id=len(self.people) + 1,
+            )  # fmt: skip
+        )
+        return drawn
