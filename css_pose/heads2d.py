@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -236,10 +237,63 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
     cfg, device, train_loader, test_loader = run.cfg, run.device, run.train_loader, run.test_loader
     head, codec = build_head(cfg, run.method.encoder)
     model = PoseModel(run.method.encoder, head).to(device)
-    chosen, labeled, test_split = run.chosen, run.labeled, run.test_split
-    frames, kp, vis = load_labeled(labeled, train_loader, cfg.data.batch_size)
-    mean_pose = label_mean(kp, vis)
-    finetune = cfg.encoder == "finetune"
+    frames, kp, vis = load_labeled(run.labeled, train_loader, cfg.data.batch_size)
+    run_dir = run_folder(cfg.run_dir, "head")
+    save_label_choice(run_dir, cfg, train_loader.dataset, run.chosen)
+    hparams = OmegaConf.to_container(cfg, resolve=True)
+    loggers = build_loggers(cfg, run_dir, hparams)
+    losses, epochs, steps = train_head(model, codec, frames, kp, vis, cfg, device, loggers)
+
+    pred, gt, visible, crops = predict_test_split(model, codec, test_loader, cfg, device)
+    metrics = score_2d(pred, gt, visible, cfg.pck_alphas)
+    floor = score_2d(label_mean(kp, vis).expand_as(gt), gt, visible, cfg.pck_alphas)
+    shown = _save_sheets(run_dir, model, crops, pred, gt, visible, cfg, device)
+    result = {
+        "checkpoint": run.source,
+        "config": hparams,
+        "seed": cfg.seed,
+        "n_train_frames": len(train_loader.dataset),
+        "n_labeled": len(run.labeled),
+        "labeled_videos": sorted(set(frame_videos(train_loader.dataset, run.chosen.tolist()))),
+        "test_split": run.test_split,
+        "n_test_frames": len(pred),
+        "stride": getattr(codec, "stride", None),
+        "epochs": epochs,
+        "steps": steps,
+        "train_loss": losses,
+        "metrics": metrics,
+        "mean_pose": floor,
+        "cost": head_cost(model.encoder, head, model.encoder.in_size),
+        "git_commit": git_commit(),
+    }
+    (run_dir / "result.json").write_text(json.dumps(result, indent=2))
+    save_pose_model(
+        run_dir / "head.pt",
+        model,
+        cfg,
+        box_pad=float(getattr(train_loader.dataset, "box_pad", 1.25)),
+        metrics=metrics,
+        source=run.source,
+        trained_joints=(vis > 0).any(0).tolist(),
+    )
+    finish_loggers(loggers, run.test_split, metrics, shown, epochs)
+    result["run_dir"] = str(run_dir)
+    print(format_result(result))
+    return HeadRun(result, model, codec)
+
+
+def train_head(
+    model: PoseModel, codec, frames, kp, vis, cfg: DictConfig, device, loggers
+) -> tuple[list[float], int, int]:
+    """Train ``model``'s head (and, with ``encoder=finetune``, its encoder at ``encoder_lr_scale``
+    x the learning rate) on the labelled crops (N, 3, S, S), keypoints (N, J, 2) crop px and
+    visibility (N, J): AdamW, one-cycle schedule, random mirroring (``flip_train``) and the random
+    affine of ``augment.*``. The encoder's BatchNorm statistics stay as pretrained.
+
+    Returns:
+        (mean loss of each epoch, epochs, steps).
+    """
+    head, finetune = model.head, cfg.encoder == "finetune"
     aug = (cfg.augment.rotate_deg, cfg.augment.scale, cfg.augment.translate)
     augment = any(a > 0 for a in aug)
     stages = None
@@ -259,24 +313,15 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
     per_epoch = -(-len(frames) // cfg.batch_size)
     epochs = epoch_budget(cfg, per_epoch)
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt,
-        max_lr=[g["lr"] for g in groups],
-        total_steps=max(epochs * per_epoch, 1),
+        opt, max_lr=[g["lr"] for g in groups], total_steps=max(epochs * per_epoch, 1),
         pct_start=0.1,
-    )
-
-    run_dir = run_folder(cfg.run_dir, "head")
-    save_label_choice(run_dir, cfg, run.train_loader.dataset, run.chosen)
-    hparams = OmegaConf.to_container(cfg, resolve=True)
-    loggers = build_loggers(cfg, run_dir, hparams)
+    )  # fmt: skip
     gen = torch.Generator().manual_seed(cfg.seed)
-
     losses: list[float] = []
     bar = tqdm(range(epochs), desc=f"{cfg.head} head", file=sys.stderr)
     for epoch in bar:
         head.train()
-        # Frozen or fine-tuned, the encoder's BatchNorm statistics stay as pretrained.
-        model.encoder.eval()
+        model.encoder.eval()  # frozen or fine-tuned, its BatchNorm statistics stay
         total = 0.0
         for idx in torch.randperm(len(frames), generator=gen).split(cfg.batch_size):
             which = torch.rand(len(idx), generator=gen) < 0.5
@@ -289,17 +334,11 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
             if stages is None:
                 with torch.set_grad_enabled(finetune):
                     maps = model.encoder.forward_stages(f.to(device))
-                outputs = head(maps)
             else:
                 sel = which.view(-1, 1, 1, 1)
-                outputs = head(
-                    [
-                        torch.where(sel, m[idx], o[idx]).to(device)
-                        for o, m in zip(*stages, strict=True)
-                    ]
-                )
-            terms = codec.loss(outputs, codec.encode(k, v))
-            loss = sum(terms.values())
+                maps = [torch.where(sel, m[idx], o[idx]).to(device)
+                        for o, m in zip(*stages, strict=True)]  # fmt: skip
+            loss = sum(codec.loss(head(maps), codec.encode(k, v)).values())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -309,8 +348,14 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
         bar.set_postfix(loss=f"{losses[-1]:.4g}")
         for logger in loggers:
             logger.log_metrics({"train/loss": losses[-1], "epoch": epoch}, step=epoch)
+    return losses, epochs, epochs * per_epoch
 
-    # Crops for the overlay sheet: evenly spread over the test frames (many videos).
+
+@torch.no_grad()
+def predict_test_split(model: PoseModel, codec, test_loader, cfg: DictConfig, device):
+    """Predictions (N, J, 2), ground truth (N, J, 2) crop px and visibility (N, J) of every test
+    frame (flip test with ``flip_test``), and ``num_images`` (index, crop) pairs spread evenly
+    over the test frames for the overlay sheet."""
     n_test = len(test_loader.dataset)
     show = set(np.linspace(0, n_test - 1, min(cfg.num_images, n_test)).round().astype(int).tolist())
     preds, gts, viss, crops, seen = [], [], [], [], 0
@@ -323,58 +368,27 @@ def run_head(cfg: DictConfig, argv: list[str] | None = None) -> HeadRun:
         keep = [i for i in range(len(frames)) if seen + i in show]
         crops += [(seen + i, batch["frames"][i, 0]) for i in keep]
         seen += len(frames)
-    pred, gt, visible = torch.cat(preds), torch.cat(gts), torch.cat(viss)
-    metrics = score_2d(pred, gt, visible, cfg.pck_alphas)
-    floor = score_2d(mean_pose.expand_as(gt), gt, visible, cfg.pck_alphas)
-    cost = head_cost(model.encoder, head, model.encoder.in_size)
+    return torch.cat(preds), torch.cat(gts), torch.cat(viss), crops
 
-    images, heat = None, None
-    if crops:
-        idx = [i for i, _ in crops]
-        sheet = overlay_sheet([c for _, c in crops], pred[idx], gt[idx], visible[idx])
-        images = save_png(run_dir / "images" / "test_predictions.png", sheet)
-        shown = torch.stack([c for _, c in crops])
-        model.eval()
-        with torch.no_grad():
-            outputs = model(shown.to(device))
-        if "heatmaps" in outputs:
-            heat = save_png(
-                run_dir / "images" / "test_heatmaps.png",
-                heatmap_sheet(shown, outputs["heatmaps"].cpu(), ncols=cfg.num_images // 2 or 1),
-            )
-    result = {
-        "checkpoint": run.source,
-        "config": hparams,
-        "seed": cfg.seed,
-        "n_train_frames": len(train_loader.dataset),
-        "n_labeled": len(labeled),
-        "labeled_videos": sorted(set(frame_videos(train_loader.dataset, chosen.tolist()))),
-        "test_split": test_split,
-        "n_test_frames": len(pred),
-        "stride": getattr(codec, "stride", None),
-        "epochs": epochs,
-        "steps": epochs * per_epoch,
-        "train_loss": losses,
-        "metrics": metrics,
-        "mean_pose": floor,
-        "cost": cost,
-        "git_commit": git_commit(),
-    }
-    (run_dir / "result.json").write_text(json.dumps(result, indent=2))
-    save_pose_model(
-        run_dir / "head.pt",
-        model,
-        cfg,
-        box_pad=float(getattr(train_loader.dataset, "box_pad", 1.25)),
-        metrics=metrics,
-        source=run.source,
-        trained_joints=(vis > 0).any(0).tolist(),
-    )
-    shown = {"test_predictions": images, "test_heatmaps": heat}
-    finish_loggers(loggers, test_split, metrics, {k: v for k, v in shown.items() if v}, epochs)
-    result["run_dir"] = str(run_dir)
-    print(format_result(result))
-    return HeadRun(result, model, codec)
+
+def _save_sheets(run_dir: Path, model, crops, pred, gt, visible, cfg, device) -> dict:
+    """images/test_predictions.png (predictions next to the truth) and, for a heatmap head,
+    images/test_heatmaps.png of the ``crops``; {name: path} of those written."""
+    if not crops:
+        return {}
+    idx = [i for i, _ in crops]
+    sheet = overlay_sheet([c for _, c in crops], pred[idx], gt[idx], visible[idx])
+    written = {"test_predictions": save_png(run_dir / "images" / "test_predictions.png", sheet)}
+    shown = torch.stack([c for _, c in crops])
+    model.eval()
+    with torch.no_grad():
+        outputs = model(shown.to(device))
+    if "heatmaps" in outputs:
+        written["test_heatmaps"] = save_png(
+            run_dir / "images" / "test_heatmaps.png",
+            heatmap_sheet(shown, outputs["heatmaps"].cpu(), ncols=cfg.num_images // 2 or 1),
+        )
+    return written
 
 
 def format_result(r: dict) -> str:
