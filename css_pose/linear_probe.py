@@ -380,18 +380,63 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
         ValueError: the method has no such feature (names the available ones), or no labels.
     """
     run = prepare_labeled_run(cfg, argv)
-    method, cfg, source, device = run.method, run.cfg, run.source, run.device
-    train_loader, test_loader, test_split, note = (
-        run.train_loader,
-        run.test_loader,
-        run.test_split,
-        run.note,
-    )
+    method, cfg, device, test_loader = run.method, run.cfg, run.device, run.test_loader
     method.to(device)
     dim = check_feature(method, cfg.feature, cfg.data.size)
-    train_set, chosen, labeled = train_loader.dataset, run.chosen, run.labeled
-    in_order = make_loader(labeled, train_loader, cfg.data.batch_size, False, cfg.seed)
+    train_set, labeled = run.train_loader.dataset, run.labeled
+    in_order = make_loader(labeled, run.train_loader, cfg.data.batch_size, False, cfg.seed)
+    probe, data = _build_probe(method, in_order, cfg, dim, len(labeled), device)
+    run_dir = run_folder(cfg.run_dir, "probe")
+    save_label_choice(run_dir, cfg, train_set, run.chosen)
+    hparams = OmegaConf.to_container(cfg, resolve=True)
+    loggers = build_loggers(cfg, run_dir, hparams)
+    losses, epochs = _fit_probe(probe, method, run, in_order, data, cfg, device, loggers)
 
+    probe.eval()
+    test_feats, test_kps, test_masks = _collect(
+        method, test_loader, cfg.feature, cfg.target, device
+    )
+    with torch.no_grad():
+        pred = probe.joints(test_feats.to(device)).cpu()
+    metrics = compute_metrics(pred, test_kps, test_masks, cfg.target, cfg.pck_alpha)
+    # No-image baseline: the mean label of the (unmirrored) labeled training frames, for every
+    # test frame.
+    mean = rearrange(probe.target_norm.mean.cpu(), "(j k) -> 1 j k", k=probe.k)
+    mean_pose = compute_metrics(
+        mean.expand_as(test_kps), test_kps, test_masks, cfg.target, cfg.pck_alpha
+    )
+    result = {
+        "checkpoint": run.source,
+        "config": hparams,
+        "seed": cfg.seed,
+        "n_train_frames": len(train_set),
+        "n_labeled": len(labeled),
+        "labeled_videos": sorted(set(frame_videos(train_set, run.chosen.tolist()))),
+        "test_split": run.test_split,
+        "n_test_frames": len(test_loader.dataset),
+        "note": run.note,
+        "epochs": epochs,
+        "train_loss": losses,
+        "metrics": metrics,
+        "mean_pose": mean_pose,
+        "git_commit": git_commit(),
+    }
+    (run_dir / "result.json").write_text(json.dumps(result, indent=2))
+    trained = cfg.mode == "supervised" or cfg.encoder == "finetune"
+    save_torch_file(
+        {"probe": probe.state_dict(), "encoder": method.state_dict() if trained else None},
+        run_dir / "probe.pt",
+    )
+    floor = {f"mean_pose_{k}": v for k, v in mean_pose.items()}
+    finish_loggers(loggers, run.test_split, {**metrics, **floor}, {}, epochs)
+    result["run_dir"] = str(run_dir)
+    print(format_result(result))
+    return ProbeRun(result, method, probe, losses)
+
+
+def _build_probe(method, in_order, cfg: DictConfig, dim: int, n_labeled: int, device):
+    """The probe on ``dim`` features, standardised by the features and labels of the labelled
+    frames (read in order); returns (probe, (features, keypoints, masks) of those frames)."""
     k = 2 if cfg.target == "2d" else 3
     # Fine-tuning keeps BatchNorm statistics frozen (eval mode): a few labeled frames in small
     # batches would give noisy batch statistics, and the feature standardisation below stays valid.
@@ -399,9 +444,7 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
     supervised = cfg.mode == "supervised"
     feats, kps, masks = _collect(method, in_order, cfg.feature, cfg.target, device, supervised)
     if not masks.any():
-        raise ValueError(
-            f"none of the {len(labeled)} labeled frames has a usable {cfg.target} label"
-        )
+        raise ValueError(f"none of the {n_labeled} labeled frames has a usable {cfg.target} label")
     flat = rearrange(kps, "n j k -> n (j k)")
     probe = PoseProbe(
         make_head(dim, flat.shape[1], cfg.probe, cfg.hidden),
@@ -411,12 +454,18 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
         Standardize(flat, 1.0, masks.repeat_interleave(k, dim=1)),
         k,
     ).to(device)
+    return probe, (feats, kps, masks)
 
+
+def _fit_probe(probe, method, run, in_order, data, cfg: DictConfig, device, loggers):
+    """Train the probe (and the encoder, when supervised or fine-tuned) for the epoch budget;
+    a frozen encoder's features, mirrored ones too, are computed once. Returns (mean loss of
+    each epoch, epochs)."""
+    supervised = cfg.mode == "supervised"
     train_encoder = supervised or cfg.encoder == "finetune"
     in_memory = labeled_in_memory(in_order, cfg.target) if train_encoder else None
     mirrored = None
     if cfg.flip_train and not train_encoder:
-        # Frozen encoder: the features of the mirrored crops are computed once too.
         mirrored = _collect(method, in_order, cfg.feature, cfg.target, device, mirror=True)
     groups = [{"params": probe.head.parameters(), "lr": cfg.lr}]
     if train_encoder:
@@ -425,36 +474,28 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
     else:
         method.requires_grad_(False)
     opt = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
-
-    run_dir = run_folder(cfg.run_dir, "probe")
-    save_label_choice(run_dir, cfg, train_set, run.chosen)
-    hparams = OmegaConf.to_container(cfg, resolve=True)
-    loggers = build_loggers(cfg, run_dir, hparams)
-
     gen = torch.Generator().manual_seed(cfg.seed)
     shuffled = None
     if train_encoder and in_memory is None:
-        shuffled = make_loader(labeled, train_loader, cfg.batch_size, True, cfg.seed)
-    losses = []
-    per_epoch = math.ceil(len(labeled) / cfg.batch_size)
+        shuffled = make_loader(run.labeled, run.train_loader, cfg.batch_size, True, cfg.seed)
+    per_epoch = math.ceil(len(run.labeled) / cfg.batch_size)
     epochs = epoch_budget(cfg, per_epoch)
     sched = None
     if cfg.lr_schedule == "onecycle":
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=[g["lr"] for g in groups], total_steps=epochs * per_epoch, pct_start=0.1
         )
+    losses = []
     bar = tqdm(range(epochs), desc=f"probe {cfg.probe} on {cfg.feature}", file=sys.stderr)
     for epoch in bar:
         total, steps = 0.0, 0
         probe.train()
-        if train_encoder:
-            method.train(supervised)
-            if in_memory is not None:
-                batches = _memory_batches(method, in_memory, cfg, gen, device)
-            else:
-                batches = _encoder_batches(method, shuffled, cfg, gen, device)
+        if not train_encoder:
+            batches = _cached_batches(data, mirrored, cfg.batch_size, gen)
         else:
-            batches = _cached_batches((feats, kps, masks), mirrored, cfg.batch_size, gen)
+            method.train(supervised)
+            batches = (_memory_batches(method, in_memory, cfg, gen, device) if in_memory is not None
+                       else _encoder_batches(method, shuffled, cfg, gen, device))  # fmt: skip
         for f, kp, m in batches:
             loss = _loss(probe, f.to(device), kp.to(device), m.to(device))
             opt.zero_grad(set_to_none=True)
@@ -467,45 +508,7 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         for logger in loggers:
             logger.log_metrics({"probe/train_loss": losses[-1], "epoch": epoch}, step=epoch)
-
-    probe.eval()
-    test_feats, test_kps, test_masks = _collect(
-        method, test_loader, cfg.feature, cfg.target, device
-    )
-    with torch.no_grad():
-        pred = probe.joints(test_feats.to(device)).cpu()
-    metrics = compute_metrics(pred, test_kps, test_masks, cfg.target, cfg.pck_alpha)
-    # No-image baseline: the mean label of the (unmirrored) labeled training frames, for every
-    # test frame.
-    mean = rearrange(probe.target_norm.mean.cpu(), "(j k) -> 1 j k", k=k).expand_as(test_kps)
-    mean_pose = compute_metrics(mean, test_kps, test_masks, cfg.target, cfg.pck_alpha)
-
-    result = {
-        "checkpoint": source,
-        "config": hparams,
-        "seed": cfg.seed,
-        "n_train_frames": len(train_set),
-        "n_labeled": len(labeled),
-        "labeled_videos": sorted(set(frame_videos(train_set, chosen.tolist()))),
-        "test_split": test_split,
-        "n_test_frames": len(test_loader.dataset),
-        "note": note,
-        "epochs": epochs,
-        "train_loss": losses,
-        "metrics": metrics,
-        "mean_pose": mean_pose,
-        "git_commit": git_commit(),
-    }
-    (run_dir / "result.json").write_text(json.dumps(result, indent=2))
-    save_torch_file(
-        {"probe": probe.state_dict(), "encoder": method.state_dict() if train_encoder else None},
-        run_dir / "probe.pt",
-    )
-    floor = {f"mean_pose_{k}": v for k, v in mean_pose.items()}
-    finish_loggers(loggers, test_split, {**metrics, **floor}, {}, epochs)
-    result["run_dir"] = str(run_dir)
-    print(format_result(result))
-    return ProbeRun(result, method, probe, losses)
+    return losses, epochs
 
 
 def format_result(r: dict) -> str:
