@@ -2,7 +2,8 @@
 # One figure from each area, rerun after a refactor (issue 15): the behaviour must not change.
 # Expected (docs/benchmarks.md): head 0.900 PCK@0.1, probe 119.7 mm (0.562x), lifter 108.0 mm,
 # loader crop store 5.91x / 3.83x the default loader (epochs 1 / 2; a speed ratio, so noisy).
-# About 25 min on 2 cores; generates data/synthetic-bench and data/synthetic_lift when missing.
+# About 13 min on 2 cores (head 348 s with the data generation, probe 251 s, lifter 34 s, loader
+# 141 s); generates data/synthetic-bench and data/synthetic_lift when missing.
 # usage: bash benchmarks/reproduce_areas.sh [OUT]     (default runs/reproduce)
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
