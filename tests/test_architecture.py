@@ -79,6 +79,7 @@ APPS = {
     "inspect": ("css_pose.inspection",),
     "export": ("css_pose.data.export",),
     "generate": ("css_pose.data.synthetic.__main__",),
+    "dkd": ("css_pose.dkd",),
 }
 DISPATCHERS = ("css_pose.cli",)
 # Lightning: the pretraining modules (methods/) and the pretraining app only.

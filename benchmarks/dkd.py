@@ -1,0 +1,175 @@
+"""Fast video pose by dynamic kernel distillation (issue 17): accuracy, cost and speed against the
+large model run on every frame.
+
+On clips of T = 2n + 1 consecutive frames of the benchmark set (n = ``--frames``; only clips that
+fit inside their video, so no frame repeats), four ways to get every frame's pose:
+
+1. **large, every frame**: the initializer (``--large``, a trained ``head.pt``) on each frame;
+2. **small alone**: the small encoder with a plain 1 x 1 heatmap head, trained on every frame;
+3. **DKD**: the initializer on frame 0 of each clip (every T frames), the small network with
+   distilled kernels on the others; trained with the temporal discriminator (``--adv-weight``);
+4. **DKD, no discriminator**: the same, adversarial weight 0.
+
+Reported per row:
+- PCK@0.2 over every frame of the test clips (pck_tight: the tight box of the visible joints);
+- GFLOPs per frame from ``torch.utils.flop_counter``, with the initializer's cost spread over its
+  interval;
+- frames/s on the test clips, measured in the same run (1 thread; no flip test anywhere);
+- temporal jitter: the mean frame-to-frame keypoint acceleration |k(t+1) - 2 k(t) + k(t-1)| in
+  crop px over visible joints, next to the ground truth's own.
+
+The small networks are trained from random init for each of ``--seeds``, and the rows pair them.
+Results go to ``--out``/results.json.
+
+    python benchmarks/dkd.py --large runs/reproduce/head/head.pt --out runs/bench-dkd
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from css_pose.apps.support import frame_datamodule
+from css_pose.config import configure_threads
+from css_pose.dkd import initial_heatmaps, train_dkd, train_frames
+from css_pose.linear_probe import load_probe_config
+from css_pose.metrics import pck_tight
+from css_pose.models.dkd import DKDModel, DKDStream, SmallPoseNet
+from css_pose.models.pose_model import load_pose_model
+from css_pose.skeleton import NUM_JOINTS
+from css_pose.temporal2d import load_clips
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--large", type=Path, required=True, help="the initializer: a head.pt")
+    p.add_argument("--root", type=Path, default=Path("data/synthetic-bench"))
+    p.add_argument("--frames", type=int, default=4, help="n: clips of 2n + 1 frames")
+    p.add_argument("--train-clips", type=int, default=3000)
+    p.add_argument("--test-clips", type=int, default=600)
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch", type=int, default=16, help="clips per step")
+    p.add_argument("--width", type=int, default=32, help="small encoder channels")
+    p.add_argument("--adv-weight", type=float, default=0.05)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=Path("runs/bench-dkd"))
+    return p.parse_args(argv)
+
+
+def clip_rows(dataset, n: int, count: int, seed: int) -> list[int]:
+    """``count`` frame-mode rows (drawn with ``seed``) whose clip t-n..t+n lies in its track."""
+    ok = [i for i, (k, t) in enumerate(dataset.frames.tolist())
+          if dataset.tracks[k].start <= t - n and t + n < dataset.tracks[k].stop]  # fmt: skip
+    pick = np.random.default_rng(seed).permutation(len(ok))[:count]
+    return sorted(ok[i] for i in pick)
+
+
+def gflops(fn, *inputs) -> float:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        fn(*inputs)
+    return counter.get_total_flops() / 1e9
+
+
+def score(heatmaps: torch.Tensor, codec, clips) -> dict:
+    """PCK@0.2 and jitter of heatmaps (N, T, J, h, w) against the clips' labels."""
+    n, t = heatmaps.shape[:2]
+    kp, _ = codec.decode({"heatmaps": heatmaps.flatten(0, 1)})
+    kp = kp.view(n, t, NUM_JOINTS, 2)
+    gt, vis = clips.keypoints, clips.visibility > 0
+    pck = float(pck_tight(kp.flatten(0, 1), gt.flatten(0, 1), vis.flatten(0, 1), 0.2))
+    both = vis[:, 2:] & vis[:, 1:-1] & vis[:, :-2]
+
+    def jitter(k):
+        return float((k[:, 2:] - 2 * k[:, 1:-1] + k[:, :-2]).norm(dim=-1)[both].mean())
+
+    return {"pck@0.2": pck, "jitter_px": jitter(kp), "gt_jitter_px": jitter(gt)}
+
+
+def run_dkd(model, large_maps_fn, clips, interval: int) -> tuple[torch.Tensor, float, int]:
+    """Stream every test clip (all clips at once, frame by frame): heatmaps (N, T, J, h, w),
+    seconds, frames that ran the initializer."""
+    stream = DKDStream(model.eval(), large_maps_fn, interval=interval)
+    images = clips.images(torch.arange(len(clips)))
+    start = time.perf_counter()
+    maps = [stream.step(images[:, t]) for t in range(images.shape[1])]
+    return torch.stack(maps, 1), time.perf_counter() - start, stream.initialised
+
+
+def main(argv=None) -> dict:
+    args = parse(argv)
+    configure_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    large, codec, payload = load_pose_model(args.large, "cpu")
+    size = payload["crop"]["size"]
+    cfg = load_probe_config(["ckpt=none", f"data.root={args.root}", f"data.size={size}",
+                             "data.num_workers=0"])  # fmt: skip
+    dm = frame_datamodule(cfg)
+    train_set = dm.probe_dataloader("train").dataset
+    test_set = dm.probe_dataloader("test").dataset
+    n = args.frames
+    read = dict(frames=n, step=1, preset="medium")
+    train = load_clips(train_set, clip_rows(train_set, n, args.train_clips, 0), **read)
+    test = load_clips(test_set, clip_rows(test_set, n, args.test_clips, 1), **read)
+    t = 2 * n + 1
+
+    def large_maps(x):
+        return large(x)["heatmaps"]
+
+    first_train = initial_heatmaps(large, train.frames[:, 0], 64, "cpu")
+    images = test.images(torch.arange(len(test)))
+    start = time.perf_counter()
+    with torch.no_grad():
+        large_test = torch.stack([large_maps(images[:, i]) for i in range(t)], 1)
+    large_seconds = time.perf_counter() - start
+    frames_total = len(test) * t
+    crop = torch.rand(1, 3, size, size)
+    large_gf = gflops(large_maps, crop)
+    rows = [{"method": "large, every frame", "seed": None, **score(large_test, codec, test),
+             "gflops": large_gf, "fps": frames_total / large_seconds}]  # fmt: skip
+    print(f"large: {rows[-1]}", flush=True)
+    for seed in args.seeds:
+        torch.manual_seed(seed)
+        small = SmallPoseNet(NUM_JOINTS, args.width)
+        history = train_frames(small, train, codec, args.steps, args.batch, seed=seed)
+        small.eval()
+        start = time.perf_counter()
+        with torch.no_grad():
+            maps = torch.stack([small(images[:, i])["heatmaps"] for i in range(t)], 1)
+        seconds = time.perf_counter() - start
+        rows.append({"method": "small alone", "seed": seed, **score(maps, codec, test),
+                     "gflops": gflops(small, crop), "fps": frames_total / seconds,
+                     "final_loss": float(np.mean(history[-50:]))})  # fmt: skip
+        print(f"small: {rows[-1]}", flush=True)
+        for adv in (args.adv_weight, 0.0):
+            torch.manual_seed(seed)
+            model = DKDModel(NUM_JOINTS, args.width)
+            history = train_dkd(model, train, first_train, codec, args.steps, args.batch,
+                                seed=seed, adv_weight=adv)  # fmt: skip
+            maps, seconds, inits = run_dkd(model, large_maps, test, interval=t)
+            with torch.no_grad():
+                prev, feats = large_maps(crop), model.encoder(crop)
+            step_gf = gflops(lambda x, m=model, p=prev, f=feats: m.step(x, p, f), crop)
+            per_frame = (large_gf + gflops(model.encoder, crop) + (t - 1) * step_gf) / t
+            name = "DKD" if adv > 0 else "DKD, no discriminator"
+            rows.append({"method": name, "seed": seed, "adv_weight": adv,
+                         **score(maps, codec, test), "gflops": per_frame,
+                         "fps": frames_total / seconds, "initializer_frames": inits,
+                         "final_loss": float(np.mean(history["pose"][-50:])),
+                         **({"final_disc_loss": float(np.mean(history["disc"][-50:]))}
+                            if adv > 0 else {})})  # fmt: skip
+            print(f"{name}: {rows[-1]}", flush=True)
+    summary = {"args": {k: str(v) for k, v in vars(args).items()}, "clip_frames": t,
+               "train_clips": len(train), "test_clips": len(test), "rows": rows}  # fmt: skip
+    (args.out / "results.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

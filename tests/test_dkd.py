@@ -1,0 +1,122 @@
+"""Dynamic kernel distillation (issue 17): kernel pooling and matching, the streaming path against
+the clip path, re-initialisation, and the temporal discriminator."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from css_pose.models.dkd import (
+    DKDModel,
+    DKDStream,
+    TemporalDiscriminator,
+    hinge_losses,
+    match,
+    pool_kernels,
+)
+
+
+def test_a_kernel_cut_from_a_feature_map_matches_where_it_was_cut():
+    gen = torch.Generator().manual_seed(0)
+    features = torch.randn(2, 64, 8, 8, generator=gen)
+    for y, x in ((5, 2), (0, 7), (3, 3)):
+        delta = torch.zeros(2, 1, 8, 8)
+        delta[:, 0, y, x] = 1.0
+        kernels = pool_kernels(delta, features, 3)  # (2, 1, 64, 3, 3)
+        padded = F.pad(features, (1, 1, 1, 1))
+        torch.testing.assert_close(kernels[:, 0], padded[:, :, y : y + 3, x : x + 3])
+        response = match(features, kernels)  # (2, 1, 8, 8)
+        for b in range(2):
+            peak = int(response[b, 0].argmax())
+            assert divmod(peak, 8) == (y, x)
+
+
+def test_pooling_weights():
+    features = torch.arange(2 * 4 * 4, dtype=torch.float32).view(1, 2, 4, 4)
+    flat = torch.full((1, 1, 4, 4), 0.3)  # no peak: uniform weights, the mean patch
+    kernels = pool_kernels(flat, features, 1)
+    torch.testing.assert_close(kernels.view(2), features.mean(dim=(2, 3)).view(2))
+    # Two equal peaks on a background: their patches averaged, the background ignored.
+    two = torch.full((1, 1, 4, 4), 0.1)
+    two[0, 0, 1, 1] = two[0, 0, 2, 3] = 0.9
+    kernels = pool_kernels(two, features, 1)
+    want = (features[0, :, 1, 1] + features[0, :, 2, 3]) / 2
+    torch.testing.assert_close(kernels.view(2), want)
+
+
+def _model():
+    torch.manual_seed(0)
+    return DKDModel(joints=5, width=16, depth=1).eval()
+
+
+def test_streaming_equals_the_clip_path():
+    model = _model()
+    clip = torch.rand(2, 6, 3, 32, 32)
+    first = torch.rand(2, 5, 8, 8)
+    with torch.no_grad():
+        whole = model.forward_clip(clip, first)
+    assert whole.shape == (2, 6, 5, 8, 8)
+    stream = DKDStream(model, lambda frame: first, interval=100)
+    steps = torch.stack([stream.step(clip[:, t]) for t in range(6)], dim=1)
+    torch.testing.assert_close(steps, whole)
+    assert stream.initialised == 1
+
+
+def test_the_initializer_runs_every_interval_and_on_low_confidence():
+    model = _model()
+    calls = []
+
+    def initializer(frame):
+        calls.append(len(calls))
+        return torch.zeros(frame.shape[0], 5, 8, 8)
+
+    stream = DKDStream(model, initializer, interval=3)
+    for _ in range(7):
+        stream.step(torch.rand(1, 3, 32, 32))
+    assert stream.initialised == 3  # frames 0, 3 and 6
+    # A confidence floor above anything the small network gives: the initializer every frame.
+    eager = DKDStream(model, initializer, interval=100, min_confidence=2.0)
+    for _ in range(4):
+        eager.step(torch.rand(1, 3, 32, 32))
+    assert eager.initialised == 4
+    stream.reset()
+    stream.step(torch.rand(1, 3, 32, 32))
+    assert stream.initialised == 4
+
+
+def _moving_heatmaps(n: int, t: int, gen: torch.Generator) -> torch.Tensor:
+    """(n, t, 2, 8, 8) Gaussian blobs moving in straight lines, one per joint."""
+    start = torch.rand(n, 1, 2, 2, generator=gen) * 4 + 2
+    velocity = (torch.rand(n, 1, 2, 2, generator=gen) - 0.5) * 1.2
+    centres = start + velocity * torch.arange(t).view(1, t, 1, 1)  # (n, t, J, 2)
+    y, x = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    d2 = (x - centres[..., 0, None, None]) ** 2 + (y - centres[..., 1, None, None]) ** 2
+    return torch.exp(-d2 / 2)
+
+
+def test_the_discriminator_learns_to_tell_shuffled_frames():
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    disc = TemporalDiscriminator(joints=2, width=16)
+    opt = torch.optim.Adam(disc.parameters(), lr=2e-3)
+
+    def shuffled(real):
+        order = torch.stack([torch.randperm(real.shape[1], generator=gen) for _ in real])
+        return torch.stack([r[o] for r, o in zip(real, order, strict=True)])
+
+    test_real = _moving_heatmaps(64, 5, gen)
+    test_fake = shuffled(test_real)
+    with torch.no_grad():
+        before, _ = hinge_losses(disc(test_real), disc(test_fake))
+    for _ in range(150):
+        real = _moving_heatmaps(32, 5, gen)
+        loss, _ = hinge_losses(disc(real), disc(shuffled(real)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        real_scores, fake_scores = disc(test_real), disc(test_fake)
+        after, adversarial = hinge_losses(real_scores, fake_scores)
+    assert after < 0.5 * before
+    assert (real_scores > fake_scores).float().mean() > 0.9
+    assert adversarial > 0  # the generator's loss is high on sequences the critic rejects
