@@ -120,3 +120,41 @@ def test_the_discriminator_learns_to_tell_shuffled_frames():
     assert after < 0.5 * before
     assert (real_scores > fake_scores).float().mean() > 0.9
     assert adversarial > 0  # the generator's loss is high on sequences the critic rejects
+
+
+class _Clips:
+    """The parts of css_pose.temporal2d.Clips that training reads: 6 clips of 3 frames."""
+
+    def __init__(self):
+        gen = torch.Generator().manual_seed(1)
+        self.frames = (torch.rand(6, 3, 3, 32, 32, generator=gen) * 255).byte()
+        self.keypoints = torch.rand(6, 3, 17, 2, generator=gen) * 28 + 2
+        self.visibility = torch.ones(6, 3, 17)
+
+    def __len__(self):
+        return 6
+
+    def images(self, idx):
+        return self.frames[idx].float() / 255
+
+
+def test_training_logs_both_players_and_stops_when_the_discriminator_wins():
+    import pytest
+
+    from css_pose.codecs import HeatmapCodec
+    from css_pose.dkd import DiscriminatorWinsError, train_dkd
+
+    codec, clips = HeatmapCodec(32, 4, 2.0), _Clips()
+    first = torch.rand(6, 17, 8, 8)
+    torch.manual_seed(0)
+    model = DKDModel(joints=17, width=16, depth=1)
+    history = train_dkd(model, clips, first, codec, steps=4, batch=2, adv_weight=0.1,
+                        progress=False)  # fmt: skip
+    assert {k: len(v) for k, v in history.items()} == {"pose": 4, "disc": 4, "adversarial": 4}
+    assert all(torch.isfinite(torch.tensor(v)).all() for v in history.values())
+    plain = train_dkd(model, clips, first, codec, steps=2, batch=2, progress=False)
+    assert set(plain) == {"pose"}
+    # A threshold every loss is under: the discriminator "wins" at once, and training stops.
+    with pytest.raises(DiscriminatorWinsError, match="lower adv_weight"):
+        train_dkd(model, clips, first, codec, steps=50, batch=2, adv_weight=0.1, win_loss=1e9,
+                  win_steps=3, progress=False)  # fmt: skip
