@@ -75,6 +75,7 @@ from css_pose.skeleton import JOINT_NAMES, NUM_JOINTS
 from css_pose.video_pose import (
     PERSON,
     ClipStream,
+    DKDFrames,
     Person,
     Ready,
     SingleFrames,
@@ -149,7 +150,9 @@ def run_predict(
     boxes = load_detections(boxes_path, min_box_score) if boxes_path else None
     crop = (boxes, payload["crop"]["box_pad"], payload["crop"]["size"], dev, flip_test)
     temporal = payload.get("temporal")
-    if temporal:
+    if payload.get("dkd"):
+        stream = DKDFrames(model, codec, payload, *crop[:4])
+    elif temporal:
         stream = ClipStream(model, codec, *crop, temporal["step"], temporal["flow_preset"])
     else:
         stream = SingleFrames(model, codec, *crop)
@@ -227,6 +230,15 @@ def run_predict(
     }
     if temporal:
         meta["temporal"] = temporal_meta(temporal, stream)
+    if payload.get("dkd"):
+        section = payload["dkd"]
+        meta["dkd"] = {
+            "interval": section["interval"],
+            "min_confidence": section["min_confidence"],
+            "initializer_frames": stream.stream.initialised,
+            "scene_cuts": stream.cuts,
+            "metrics": section["metrics"],
+        }
     if missing:
         meta["warnings"].append(
             f"{video}: {len(missing)} of {n_frames} frames did not decode: frames "

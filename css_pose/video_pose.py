@@ -318,6 +318,68 @@ class SingleFrames:
         )  # fmt: skip
 
 
+class DKDFrames:
+    """A DKD model (a 2D model file with a ``dkd`` section, :mod:`css_pose.models.dkd`): one
+    person, the best-scoring box of each frame, followed frame by frame. The initializer (the
+    file's 2D model) runs on the first frame, every ``interval`` frames, when the confidence
+    drops (the section's ``min_confidence``), after a frame without a box or one that did not
+    decode, and at a scene cut (the crop changes by more than ``cut`` in mean absolute value, in
+    [0, 1] units). There is no flip test: the state runs through the unmirrored crops."""
+
+    def __init__(self, model, codec, payload: dict, boxes, box_pad: float, size: int, device,
+                 cut: float = 0.25):  # fmt: skip
+        from css_pose.models.dkd import DKDStream, build_dkd
+
+        section = payload["dkd"]
+        if not isinstance(codec, HeatmapCodec) or codec.stride != section["stride"]:
+            raise ValueError(
+                f"{payload.get('source', 'the model')}: a DKD file needs a heatmap initializer at "
+                f"the small network's stride {section['stride']}, got {type(codec).__name__}"
+                + (f" at stride {codec.stride}" if hasattr(codec, "stride") else "")
+            )
+        small = build_dkd(section, len(payload["joints"]), payload.get("source", "")).to(device)
+        self.stream = DKDStream(small, lambda x: model(x)["heatmaps"], section["interval"],
+                                section["min_confidence"])  # fmt: skip
+        self.codec, self.boxes, self.box_pad, self.size = codec, boxes, box_pad, size
+        self.device, self.cut = device, cut
+        self.previous: torch.Tensor | None = None  # the last crop, for scene cuts
+        self.last = -1  # the last frame index followed
+        self.cuts = 0
+
+    def push(self, index: int, image: np.ndarray) -> list[Ready]:
+        return [Ready(index, image)]
+
+    def finish(self) -> list[Ready]:
+        return []
+
+    def predict(self, ready: list[Ready]) -> list[Person]:
+        people = []
+        for r in ready:  # in frame order: the state runs from one frame to the next
+            rows, pad = frame_boxes(self.boxes, r.index, r.image.shape[1], r.image.shape[0],
+                                    self.box_pad)  # fmt: skip
+            if not len(rows):
+                self.stream.reset()
+                self.previous = None
+                continue
+            if r.index != self.last + 1:  # a frame that did not decode: start again
+                self.stream.reset()
+                self.previous = None
+            self.last = r.index
+            row = rows[0]
+            matrix = crop_matrix(row[:4], self.size, pad)
+            crop = torch.from_numpy(warp_crop(r.image, matrix, self.size)).permute(2, 0, 1)
+            crop = crop.float().div_(255.0)[None].to(self.device)
+            if self.previous is not None and (crop - self.previous).abs().mean() > self.cut:
+                self.stream.reset()
+                self.cuts += 1
+            self.previous = crop
+            heatmaps = self.stream.step(crop)
+            kp, scores = self.codec.decode({"heatmaps": heatmaps})
+            people.append(_to_frame(r.index, row, matrix, kp[0].cpu().numpy(),
+                                    scores[0].cpu().numpy()))  # fmt: skip
+        return people
+
+
 # --- clip models: a ring buffer of decoded frames -------------------------------------------------
 @dataclass
 class ClipJob:

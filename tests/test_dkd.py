@@ -158,3 +158,39 @@ def test_training_logs_both_players_and_stops_when_the_discriminator_wins():
     with pytest.raises(DiscriminatorWinsError, match="lower adv_weight"):
         train_dkd(model, clips, first, codec, steps=50, batch=2, adv_weight=0.1, win_loss=1e9,
                   win_steps=3, progress=False)  # fmt: skip
+
+
+def test_css_pose_predict_streams_a_dkd_model_file(tmp_path):
+    """A 2D model file with a dkd section runs through css-pose predict: one person per frame,
+    the initializer every `interval` frames."""
+    import json
+
+    from css_pose.checkpoint import read_torch_file, save_torch_file
+    from css_pose.cli import main as cli
+    from css_pose.data.synthetic import generate_dataset
+    from css_pose.heads2d import main as train_head
+    from css_pose.models.dkd import dkd_section
+
+    root = tmp_path / "set"
+    generate_dataset(root, videos=4, frames=12, size=64, seed=2, workers=1, val_fraction=0.25,
+                     test_fraction=0.25, progress=False)  # fmt: skip
+    train_head(["ckpt=none", "epochs=1", "batch_size=8", "label_fraction=1.0", "num_images=0",
+                f"data.root={root}", "data.size=32", "data.num_workers=0",
+                "logger.wandb.enabled=false", "device=cpu", f"run_dir={tmp_path / 'head'}"])  # fmt: skip
+    payload = read_torch_file(tmp_path / "head" / "head.pt")
+    torch.manual_seed(0)
+    small = DKDModel(joints=17, width=16, depth=1)
+    payload["dkd"] = dkd_section(small, interval=4, min_confidence=0.0, metrics={})
+    save_torch_file(payload, tmp_path / "dkd.pt")
+    manifest = json.loads((root / "manifest.json").read_text())
+    entry = manifest["videos"][0]
+    out = tmp_path / "pred"
+    code = cli(["predict", "--model", str(tmp_path / "dkd.pt"), "--video",
+                str(root / entry["video"]), "--boxes", str(root / entry["annotation"]),
+                "--out", str(out)])  # fmt: skip
+    assert code == 0
+    meta = json.loads((out / "meta.json").read_text())
+    entries = json.loads((out / "keypoints.json").read_text())
+    assert sorted(e["image_id"] for e in entries) == list(range(12))
+    assert meta["dkd"]["scene_cuts"] == 0  # one continuous shot
+    assert meta["dkd"]["initializer_frames"] == 3  # frames 0, 4 and 8

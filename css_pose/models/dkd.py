@@ -238,3 +238,32 @@ class SmallPoseNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"heatmaps": self.head(self.encoder(x))}
+
+
+# --- the model file: a head.pt with a "dkd" section ------------------------------------------------
+def dkd_section(model: DKDModel, interval: int, min_confidence: float, metrics: dict) -> dict:
+    """The ``dkd`` section that turns a 2D model file (the initializer's ``head.pt`` payload,
+    :func:`~css_pose.models.pose_model.save_pose_model`) into a DKD model file: the small
+    network's settings and weights, when to re-run the initializer, and its measured metrics."""
+    enc = model.encoder
+    return {
+        "width": enc.out_channels,
+        "depth": len(enc.net) - (enc.stride.bit_length() - 1),
+        "stride": enc.stride,
+        "kernel": model.distillator.size,
+        "interval": int(interval),
+        "min_confidence": float(min_confidence),
+        "metrics": dict(metrics),
+        "weights": model.state_dict(),
+    }
+
+
+def build_dkd(section: dict, joints: int, source: str = "") -> DKDModel:
+    """The small network of a ``dkd`` section (:func:`dkd_section`), weights loaded strictly,
+    in eval mode."""
+    from css_pose.checkpoint import load_strict
+
+    model = DKDModel(joints, section["width"], section["depth"], section["kernel"],
+                     section["stride"])  # fmt: skip
+    load_strict(model, section["weights"], source or "the dkd section")
+    return model.eval()
