@@ -37,13 +37,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from css_pose.apps.support import frame_datamodule
 from css_pose.config import configure_threads
-from css_pose.dkd import initial_heatmaps, train_dkd, train_frames
+from css_pose.data.clips import load_clips
+from css_pose.dkd import DiscriminatorWinsError, initial_heatmaps, train_dkd, train_frames
 from css_pose.linear_probe import load_probe_config
 from css_pose.metrics import pck_tight
 from css_pose.models.dkd import DKDModel, DKDStream, SmallPoseNet
 from css_pose.models.pose_model import load_pose_model
 from css_pose.skeleton import NUM_JOINTS
-from css_pose.temporal2d import load_clips
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -56,7 +56,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch", type=int, default=16, help="clips per step")
     p.add_argument("--width", type=int, default=32, help="small encoder channels")
-    p.add_argument("--adv-weight", type=float, default=0.05)
+    p.add_argument("--adv-weight", type=float, default=0.01)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("runs/bench-dkd"))
@@ -150,14 +150,19 @@ def main(argv=None) -> dict:
         for adv in (args.adv_weight, 0.0):
             torch.manual_seed(seed)
             model = DKDModel(NUM_JOINTS, args.width)
-            history = train_dkd(model, train, first_train, codec, args.steps, args.batch,
-                                seed=seed, adv_weight=adv)  # fmt: skip
+            name = "DKD" if adv > 0 else "DKD, no discriminator"
+            try:
+                history = train_dkd(model, train, first_train, codec, args.steps, args.batch,
+                                    seed=seed, adv_weight=adv)  # fmt: skip
+            except DiscriminatorWinsError as err:
+                rows.append({"method": name, "seed": seed, "adv_weight": adv, "stopped": str(err)})
+                print(f"{name}: stopped: {err}", flush=True)
+                continue
             maps, seconds, inits = run_dkd(model, large_maps, test, interval=t)
             with torch.no_grad():
                 prev, feats = large_maps(crop), model.encoder(crop)
             step_gf = gflops(lambda x, m=model, p=prev, f=feats: m.step(x, p, f), crop)
             per_frame = (large_gf + gflops(model.encoder, crop) + (t - 1) * step_gf) / t
-            name = "DKD" if adv > 0 else "DKD, no discriminator"
             rows.append({"method": name, "seed": seed, "adv_weight": adv,
                          **score(maps, codec, test), "gflops": per_frame,
                          "fps": frames_total / seconds, "initializer_frames": inits,

@@ -92,9 +92,10 @@ def flow_check(clips) -> dict[str, float]:
 
 def score_run(run_dir: Path, cache: dict) -> dict:
     from css_pose.apps.support import frame_datamodule
+    from css_pose.data.clips import load_clips
     from css_pose.models.pose_model import load_pose_model, predict
     from css_pose.models.temporal_pose import TemporalPoseModel
-    from css_pose.temporal2d import load_clips, predict_clips
+    from css_pose.temporal2d import predict_clips
 
     result = json.loads((run_dir / "result.json").read_text())
     cfg = OmegaConf.create(result["config"])

@@ -7,13 +7,17 @@ network then learns to carry them through the clip (:func:`train_dkd`):
 - with ``adv_weight`` > 0, a :class:`~css_pose.models.dkd.TemporalDiscriminator` is trained
   against it. It sees the ground-truth target sequences as real and the predicted ones as fake,
   with hinge losses, and the small network's loss gains ``adv_weight`` x its adversarial loss.
+  The predictions reach it as Gaussians at their soft-argmax joints
+  (:func:`~css_pose.models.dkd.soft_keypoint_maps`), the form of the targets. Raw predicted
+  heatmaps differ from the targets in shape (a sigmoid's background), and on them the
+  discriminator won outright within a few hundred steps, judging looks instead of motion.
 
 Both players' losses are logged per step. When the discriminator wins outright, the training
 stops with :class:`DiscriminatorWinsError` and says what to change. It wins outright when its
 loss stays below ``win_loss`` for ``win_steps`` steps in a row.
 
-Clips: :class:`~css_pose.temporal2d.Clips` (crops (N, T, 3, S, S) uint8, keypoints (N, T, J, 2)
-crop px, visibility (N, T, J)), read by :func:`css_pose.temporal2d.load_clips`.
+Clips: :class:`~css_pose.data.clips.Clips` (crops (N, T, 3, S, S) uint8, keypoints (N, T, J, 2)
+crop px, visibility (N, T, J)), read by :func:`css_pose.data.clips.load_clips`.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import sys
 import torch
 from tqdm import tqdm
 
-from css_pose.models.dkd import DKDModel, TemporalDiscriminator, hinge_losses
+from css_pose.models.dkd import DKDModel, TemporalDiscriminator, hinge_losses, soft_keypoint_maps
 
 
 class DiscriminatorWinsError(RuntimeError):
@@ -89,11 +93,13 @@ def train_dkd(
         loss = pose
         if disc is not None:
             real = targets["heatmaps"].unflatten(0, (batch, -1))
-            d_loss, _ = hinge_losses(disc(real), disc(pred[:, 1:].detach()))
+            fake = soft_keypoint_maps(later, targets["heatmap_weights"], codec.sigma)
+            fake = fake.unflatten(0, (batch, -1))
+            d_loss, _ = hinge_losses(disc(real), disc(fake.detach()))
             d_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             d_opt.step()
-            _, adversarial = hinge_losses(disc(real).detach(), disc(pred[:, 1:]))
+            _, adversarial = hinge_losses(disc(real).detach(), disc(fake))
             loss = pose + adv_weight * adversarial
             history["disc"].append(d_loss.item())
             history["adversarial"].append(adversarial.item())

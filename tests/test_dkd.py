@@ -123,7 +123,7 @@ def test_the_discriminator_learns_to_tell_shuffled_frames():
 
 
 class _Clips:
-    """The parts of css_pose.temporal2d.Clips that training reads: 6 clips of 3 frames."""
+    """The parts of css_pose.data.clips.Clips that training reads: 6 clips of 3 frames."""
 
     def __init__(self):
         gen = torch.Generator().manual_seed(1)

@@ -51,7 +51,7 @@ def test_quick_benchmark_table_and_reuse(tmp_path, capsys):
 
 
 def test_hidden_joint_scores_and_flow_check_on_known_values():
-    from css_pose.temporal2d import Clips
+    from css_pose.data.clips import Clips
 
     occ = _module("temporal_occluded")
     gt = torch.zeros(1, 17, 2)

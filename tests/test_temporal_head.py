@@ -20,6 +20,7 @@ from test_linear_probe import one_thread  # noqa: F401 (autouse fixture)
 
 from css_pose.apps.support import frame_datamodule
 from css_pose.config import ConfigError
+from css_pose.data.clips import load_clips
 from css_pose.flip import mirror_flows
 from css_pose.flow import dense_flow, warp
 from css_pose.heads2d import HeadRun, load_head_config, main, run_head
@@ -27,7 +28,7 @@ from css_pose.models.encoders import build_encoder
 from css_pose.models.pose_model import PoseModel, build_head, load_pose_model
 from css_pose.models.temporal_pose import TemporalPoseModel, clip_frame_indices, predict_clip
 from css_pose.skeleton import flip_permutation
-from css_pose.temporal2d import STRIP_CLIPS, STRIP_HEADER, load_clips, mirror_clips, temporal_loss
+from css_pose.temporal2d import STRIP_CLIPS, STRIP_HEADER, mirror_clips, temporal_loss
 
 
 @pytest.fixture(scope="module")

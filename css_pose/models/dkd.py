@@ -125,7 +125,9 @@ class DKDModel(nn.Module):
 
     :meth:`forward_clip` runs a clip (B, T, 3, S, S): frame 0's heatmaps come from
     ``first_heatmaps`` (the initializer's, (B, J, h, w)); frame t >= 1 from the kernels of frame
-    t - 1's predicted heatmaps and features. Returns heatmaps (B, T, J, h, w).
+    t - 1's predicted heatmaps and features, matched against frame t's features, plus a 1 x 1
+    heatmap head on frame t's own features (``prior``, zero at init). Returns heatmaps
+    (B, T, J, h, w).
     """
 
     def __init__(self, joints: int, width: int = 32, depth: int = 2, kernel: int = 3,
@@ -134,6 +136,12 @@ class DKDModel(nn.Module):
         self.encoder = SmallEncoder(width, depth, stride)
         self.distillator = Distillator(width, joints, kernel)
         self.joints = joints
+        # The small network's own view of the frame, added to the matching response: a 1 x 1
+        # heatmap head on the current features, zero at init (so DKD starts as pure matching).
+        # Matching alone scored below the small encoder with a plain head (docs/benchmarks.md).
+        self.prior = nn.Conv2d(width, joints, 1)
+        nn.init.zeros_(self.prior.weight)
+        nn.init.zeros_(self.prior.bias)
 
     def step(
         self, frame: torch.Tensor, previous: torch.Tensor, previous_features: torch.Tensor
@@ -142,7 +150,11 @@ class DKDModel(nn.Module):
         features) of this frame."""
         features = self.encoder(frame)
         kernels = self.distillator(previous, previous_features)
-        return self.distillator.respond(features, kernels), features
+        return self.heatmaps(features, kernels), features
+
+    def heatmaps(self, features: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+        """Matching response plus the prior head: (B, J, h, w)."""
+        return self.distillator.respond(features, kernels) + self.prior(features)
 
     def forward_clip(self, clip: torch.Tensor, first_heatmaps: torch.Tensor) -> torch.Tensor:
         b, t = clip.shape[:2]
@@ -150,7 +162,7 @@ class DKDModel(nn.Module):
         maps = [first_heatmaps]
         for i in range(1, t):
             kernels = self.distillator(maps[-1], features[:, i - 1])
-            maps.append(self.distillator.respond(features[:, i], kernels))
+            maps.append(self.heatmaps(features[:, i], kernels))
         return torch.stack(maps, dim=1)
 
 
@@ -267,3 +279,21 @@ def build_dkd(section: dict, joints: int, source: str = "") -> DKDModel:
                      section["stride"])  # fmt: skip
     load_strict(model, section["weights"], source or "the dkd section")
     return model.eval()
+
+
+def soft_keypoint_maps(
+    heatmaps: torch.Tensor, weights: torch.Tensor, sigma: float, sharpness: float = 20.0
+) -> torch.Tensor:
+    """What the temporal discriminator sees of a prediction: heatmaps (B, J, h, w) -> Gaussians
+    of ``sigma`` cells, peak 1, at each joint's soft-argmax (a spatial softmax of ``sharpness``
+    x the heatmap), zero for joints of weight 0 in ``weights`` (B, J). The ground-truth targets
+    have exactly this form, so the discriminator can judge only where the joints are from frame
+    to frame, not how the heatmaps look. Differentiable."""
+    from css_pose.codecs.heatmap import gaussian_heatmaps
+
+    b, j, h, w = heatmaps.shape
+    prob = torch.softmax(sharpness * heatmaps.flatten(2), dim=-1).view(b, j, h, w)
+    xs = torch.arange(w, dtype=heatmaps.dtype, device=heatmaps.device)
+    ys = torch.arange(h, dtype=heatmaps.dtype, device=heatmaps.device)
+    centres = torch.stack([(prob.sum(2) * xs).sum(-1), (prob.sum(3) * ys).sum(-1)], dim=-1)
+    return gaussian_heatmaps(centres, weights, (w, h), sigma)
