@@ -35,13 +35,17 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from css_pose.apps.support import frame_datamodule
 from css_pose.config import configure_threads
-from css_pose.data.clips import load_clips
-from css_pose.dkd import DiscriminatorWinsError, initial_heatmaps, train_dkd, train_frames
-from css_pose.linear_probe import load_probe_config
-from css_pose.metrics import pck_tight
-from css_pose.models.dkd import DKDModel, DKDStream, SmallPoseNet
+from css_pose.dkd import (
+    DiscriminatorWinsError,
+    clip_data,
+    initial_heatmaps,
+    run_dkd,
+    score,
+    train_dkd,
+    train_frames,
+)
+from css_pose.models.dkd import DKDModel, SmallPoseNet
 from css_pose.models.pose_model import load_pose_model
 from css_pose.skeleton import NUM_JOINTS
 
@@ -63,43 +67,10 @@ def parse(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def clip_rows(dataset, n: int, count: int, seed: int) -> list[int]:
-    """``count`` frame-mode rows (drawn with ``seed``) whose clip t-n..t+n lies in its track."""
-    ok = [i for i, (k, t) in enumerate(dataset.frames.tolist())
-          if dataset.tracks[k].start <= t - n and t + n < dataset.tracks[k].stop]  # fmt: skip
-    pick = np.random.default_rng(seed).permutation(len(ok))[:count]
-    return sorted(ok[i] for i in pick)
-
-
 def gflops(fn, *inputs) -> float:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         fn(*inputs)
     return counter.get_total_flops() / 1e9
-
-
-def score(heatmaps: torch.Tensor, codec, clips) -> dict:
-    """PCK@0.2 and jitter of heatmaps (N, T, J, h, w) against the clips' labels."""
-    n, t = heatmaps.shape[:2]
-    kp, _ = codec.decode({"heatmaps": heatmaps.flatten(0, 1)})
-    kp = kp.view(n, t, NUM_JOINTS, 2)
-    gt, vis = clips.keypoints, clips.visibility > 0
-    pck = float(pck_tight(kp.flatten(0, 1), gt.flatten(0, 1), vis.flatten(0, 1), 0.2))
-    both = vis[:, 2:] & vis[:, 1:-1] & vis[:, :-2]
-
-    def jitter(k):
-        return float((k[:, 2:] - 2 * k[:, 1:-1] + k[:, :-2]).norm(dim=-1)[both].mean())
-
-    return {"pck@0.2": pck, "jitter_px": jitter(kp), "gt_jitter_px": jitter(gt)}
-
-
-def run_dkd(model, large_maps_fn, clips, interval: int) -> tuple[torch.Tensor, float, int]:
-    """Stream every test clip (all clips at once, frame by frame): heatmaps (N, T, J, h, w),
-    seconds, frames that ran the initializer."""
-    stream = DKDStream(model.eval(), large_maps_fn, interval=interval)
-    images = clips.images(torch.arange(len(clips)))
-    start = time.perf_counter()
-    maps = [stream.step(images[:, t]) for t in range(images.shape[1])]
-    return torch.stack(maps, 1), time.perf_counter() - start, stream.initialised
 
 
 def main(argv=None) -> dict:
@@ -108,15 +79,8 @@ def main(argv=None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     large, codec, payload = load_pose_model(args.large, "cpu")
     size = payload["crop"]["size"]
-    cfg = load_probe_config(["ckpt=none", f"data.root={args.root}", f"data.size={size}",
-                             "data.num_workers=0"])  # fmt: skip
-    dm = frame_datamodule(cfg)
-    train_set = dm.probe_dataloader("train").dataset
-    test_set = dm.probe_dataloader("test").dataset
     n = args.frames
-    read = dict(frames=n, step=1, preset="medium")
-    train = load_clips(train_set, clip_rows(train_set, n, args.train_clips, 0), **read)
-    test = load_clips(test_set, clip_rows(test_set, n, args.test_clips, 1), **read)
+    train, test = clip_data(payload, args.root, n, args.train_clips, args.test_clips)
     t = 2 * n + 1
 
     def large_maps(x):

@@ -16,6 +16,8 @@ commands:
   probe     probe a pretrained encoder's features with a few labels: python linear_probe.py
   head      fine-tune a 2D pose head on a pretrained encoder: python train_head.py
   lift      train and score a 2D -> 3D lifter: python -m css_pose.lifting
+  dkd       distil a fast video model (DKD) from a trained heatmap head: a model file
+            that css-pose predict runs frame by frame
   generate  render the synthetic dataset: python -m css_pose.data.synthetic
   predict   run a trained 2D pose model (train_head.py's head.pt) over a video:
             keypoints JSON (COCO results), skeleton-overlay mp4, optional 3D plot
@@ -34,6 +36,7 @@ TRAINING = {
     "probe": "css_pose.linear_probe",
     "head": "css_pose.heads2d",
     "lift": "css_pose.lifting",
+    "dkd": "css_pose.dkd",
 }
 
 

@@ -23,11 +23,22 @@ crop px, visibility (N, T, J)), read by :func:`css_pose.data.clips.load_clips`.
 from __future__ import annotations
 
 import sys
+import time
+from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
-from css_pose.models.dkd import DKDModel, TemporalDiscriminator, hinge_losses, soft_keypoint_maps
+from css_pose.metrics import pck_tight
+from css_pose.models.dkd import (
+    DKDModel,
+    DKDStream,
+    TemporalDiscriminator,
+    hinge_losses,
+    soft_keypoint_maps,
+)
+from css_pose.skeleton import NUM_JOINTS
 
 
 class DiscriminatorWinsError(RuntimeError):
@@ -144,3 +155,133 @@ def train_frames(
         sched.step()
         losses.append(loss.item())
     return losses
+
+
+def clip_rows(dataset, n: int, count: int, seed: int) -> list[int]:
+    """``count`` frame-mode rows (drawn with ``seed``) whose clip t-n..t+n lies in its track."""
+    ok = [i for i, (k, t) in enumerate(dataset.frames.tolist())
+          if dataset.tracks[k].start <= t - n and t + n < dataset.tracks[k].stop]  # fmt: skip
+    pick = np.random.default_rng(seed).permutation(len(ok))[:count]
+    return sorted(ok[i] for i in pick)
+
+
+def score(heatmaps: torch.Tensor, codec, clips) -> dict:
+    """PCK@0.2 and jitter of heatmaps (N, T, J, h, w) against the clips' labels."""
+    n, t = heatmaps.shape[:2]
+    kp, _ = codec.decode({"heatmaps": heatmaps.flatten(0, 1)})
+    kp = kp.view(n, t, NUM_JOINTS, 2)
+    gt, vis = clips.keypoints, clips.visibility > 0
+    pck = float(pck_tight(kp.flatten(0, 1), gt.flatten(0, 1), vis.flatten(0, 1), 0.2))
+    both = vis[:, 2:] & vis[:, 1:-1] & vis[:, :-2]
+
+    def jitter(k):
+        return float((k[:, 2:] - 2 * k[:, 1:-1] + k[:, :-2]).norm(dim=-1)[both].mean())
+
+    return {"pck@0.2": pck, "jitter_px": jitter(kp), "gt_jitter_px": jitter(gt)}
+
+
+def run_dkd(model, large_maps_fn, clips, interval: int) -> tuple[torch.Tensor, float, int]:
+    """Stream every test clip (all clips at once, frame by frame): heatmaps (N, T, J, h, w),
+    seconds, frames that ran the initializer."""
+    stream = DKDStream(model.eval(), large_maps_fn, interval=interval)
+    images = clips.images(torch.arange(len(clips)))
+    start = time.perf_counter()
+    maps = [stream.step(images[:, t]) for t in range(images.shape[1])]
+    return torch.stack(maps, 1), time.perf_counter() - start, stream.initialised
+
+
+def parse(argv=None):
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="css-pose dkd",
+        description="Train a DKD model file from a trained 2D heatmap model (the initializer) on "
+        "clips of a labelled video folder; css-pose predict --model runs it frame by frame.",
+    )
+    p.add_argument("--large", type=Path, required=True, help="the initializer: train_head.py's "
+                   "head.pt (a heatmap head)")  # fmt: skip
+    p.add_argument("--root", type=Path, default=Path("data/synthetic-bench"),
+                   help="labelled videos (the benchmark set by default)")  # fmt: skip
+    p.add_argument("--out", type=Path, required=True, help="the DKD model file to write")
+    p.add_argument("--frames", type=int, default=4, help="n: training clips of 2n + 1 frames")
+    p.add_argument("--train-clips", type=int, default=3000)
+    p.add_argument("--test-clips", type=int, default=600)
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch", type=int, default=16, help="clips per step")
+    p.add_argument("--width", type=int, default=32, help="small encoder channels")
+    p.add_argument("--adv-weight", type=float, default=0.01, help="0: no discriminator")
+    p.add_argument("--interval", type=int, default=None,
+                   help="frames between initializer runs at prediction (default 2n + 1)")  # fmt: skip
+    p.add_argument("--min-confidence", type=float, default=0.0,
+                   help="re-run the initializer when the mean peak falls below this")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    return p.parse_args(argv)
+
+
+def clip_data(large_payload: dict, root: Path, n: int, train_clips: int, test_clips: int):
+    """Training and test clips of 2n + 1 frames from the labelled videos under ``root``, at the
+    initializer's crop size (the frame-mode data of a probe run)."""
+    from css_pose.apps.support import frame_datamodule
+    from css_pose.config import compose_config
+    from css_pose.data.clips import load_clips
+
+    size = large_payload["crop"]["size"]
+    cfg = compose_config("probe", ["ckpt=none", f"data.root={root}", f"data.size={size}",
+                                   "data.num_workers=0"])  # fmt: skip
+    dm = frame_datamodule(cfg)
+    sets = [dm.probe_dataloader(split).dataset for split in ("train", "test")]
+    read = dict(frames=n, step=1, preset="medium")
+    return tuple(
+        load_clips(data, clip_rows(data, n, count, seed), desc=f"{name} clips", **read)
+        for data, count, seed, name in zip(sets, (train_clips, test_clips), (0, 1),
+                                           ("train", "test"), strict=True)
+    )  # fmt: skip
+
+
+def main(argv=None) -> dict:
+    """``css-pose dkd``: train, score on the test clips against the initializer, write the file."""
+    from css_pose.checkpoint import read_torch_file, save_torch_file
+    from css_pose.config import configure_threads
+    from css_pose.models.dkd import dkd_section
+    from css_pose.models.pose_model import load_pose_model
+    from css_pose.skeleton import NUM_JOINTS
+
+    args = parse(argv)
+    configure_threads(args.threads)
+    large, codec, payload = load_pose_model(args.large, "cpu")
+    if not hasattr(codec, "sigma"):
+        raise ValueError(f"{args.large}: DKD needs a heatmap head as its initializer "
+                         f"(train_head.py head=heatmap), got {type(codec).__name__}")  # fmt: skip
+    train, test = clip_data(payload, args.root, args.frames, args.train_clips, args.test_clips)
+    t = 2 * args.frames + 1
+    first = initial_heatmaps(large, train.frames[:, 0], 64, "cpu")
+    torch.manual_seed(args.seed)
+    model = DKDModel(NUM_JOINTS, args.width)
+    history = train_dkd(model, train, first, codec, args.steps, args.batch, seed=args.seed,
+                        adv_weight=args.adv_weight)  # fmt: skip
+    interval = args.interval or t
+    maps, _, _ = run_dkd(model, lambda x: large(x)["heatmaps"], test, interval)
+    with torch.no_grad():
+        images = test.images(torch.arange(len(test)))
+        every = torch.stack([large(images[:, i])["heatmaps"] for i in range(t)], 1)
+    metrics = {"dkd": score(maps, codec, test), "initializer_every_frame": score(every, codec, test),
+               "test_clips": len(test), "clip_frames": t, "interval": interval}  # fmt: skip
+    out = read_torch_file(args.large, "model")
+    out["dkd"] = dkd_section(model, interval, args.min_confidence, metrics)
+    out["dkd"]["train_loss"] = history["pose"][-1]
+    save_torch_file(out, args.out)
+    print(f"[css_pose] DKD on {len(test)} test clips of {t} frames: PCK@0.2 "
+          f"{metrics['dkd']['pck@0.2']:.3f} (the initializer on every frame: "
+          f"{metrics['initializer_every_frame']['pck@0.2']:.3f}) -> {args.out}")  # fmt: skip
+    return metrics
+
+
+def run_cli(argv=None) -> None:
+    """Console entry: a bad file or setting is one line, not a traceback."""
+    from css_pose.checkpoint import CheckpointError
+
+    try:
+        main(argv)
+    except (CheckpointError, ValueError, DiscriminatorWinsError) as err:
+        sys.exit(f"css-pose dkd: error: {err}")

@@ -228,7 +228,18 @@ def test_one_definition(what, pattern, home):
 
 @pytest.mark.parametrize(
     "verb",
-    ["pretrain", "probe", "head", "lift", "generate", "predict", "report", "inspect", "export"],
+    [
+        "pretrain",
+        "probe",
+        "head",
+        "lift",
+        "dkd",
+        "generate",
+        "predict",
+        "report",
+        "inspect",
+        "export",
+    ],
 )
 def test_every_app_has_a_css_pose_verb_with_help(verb, capsys):
     from css_pose.cli import USAGE, main

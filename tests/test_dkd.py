@@ -165,11 +165,10 @@ def test_css_pose_predict_streams_a_dkd_model_file(tmp_path):
     the initializer every `interval` frames."""
     import json
 
-    from css_pose.checkpoint import read_torch_file, save_torch_file
+    from css_pose.checkpoint import read_torch_file
     from css_pose.cli import main as cli
     from css_pose.data.synthetic import generate_dataset
     from css_pose.heads2d import main as train_head
-    from css_pose.models.dkd import dkd_section
 
     root = tmp_path / "set"
     generate_dataset(root, videos=4, frames=12, size=64, seed=2, workers=1, val_fraction=0.25,
@@ -177,11 +176,14 @@ def test_css_pose_predict_streams_a_dkd_model_file(tmp_path):
     train_head(["ckpt=none", "epochs=1", "batch_size=8", "label_fraction=1.0", "num_images=0",
                 f"data.root={root}", "data.size=32", "data.num_workers=0",
                 "logger.wandb.enabled=false", "device=cpu", f"run_dir={tmp_path / 'head'}"])  # fmt: skip
-    payload = read_torch_file(tmp_path / "head" / "head.pt")
-    torch.manual_seed(0)
-    small = DKDModel(joints=17, width=16, depth=1)
-    payload["dkd"] = dkd_section(small, interval=4, min_confidence=0.0, metrics={})
-    save_torch_file(payload, tmp_path / "dkd.pt")
+    # css-pose dkd: train the small network briefly, score it, write the file.
+    assert cli(["dkd", "--large", str(tmp_path / "head" / "head.pt"), "--root", str(root),
+                "--out", str(tmp_path / "dkd.pt"), "--frames", "2", "--train-clips", "8",
+                "--test-clips", "4", "--steps", "3", "--batch", "2", "--width", "16",
+                "--interval", "4", "--threads", "1"]) == 0  # fmt: skip
+    section = read_torch_file(tmp_path / "dkd.pt", "model")["dkd"]
+    assert section["interval"] == 4 and section["width"] == 16
+    assert 0 <= section["metrics"]["dkd"]["pck@0.2"] <= 1
     manifest = json.loads((root / "manifest.json").read_text())
     entry = manifest["videos"][0]
     out = tmp_path / "pred"
