@@ -45,7 +45,7 @@ from css_pose.dkd import (
     train_dkd,
     train_frames,
 )
-from css_pose.models.dkd import DKDModel, SmallPoseNet
+from css_pose.models.dkd import DKDModel, DKDStream, SmallPoseNet
 from css_pose.models.pose_model import load_pose_model
 from css_pose.skeleton import NUM_JOINTS
 
@@ -63,6 +63,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--adv-weight", type=float, default=0.01)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--speed-rounds", type=int, default=5)
     p.add_argument("--out", type=Path, default=Path("runs/bench-dkd"))
     return p.parse_args(argv)
 
@@ -71,6 +72,33 @@ def gflops(fn, *inputs) -> float:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         fn(*inputs)
     return counter.get_total_flops() / 1e9
+
+
+def speed(large_maps, model, clips, t: int, rounds: int) -> dict:
+    """Frames/s of the large model on every frame and of DKD streaming (initializer every t
+    frames), alternating ``rounds`` times, median: all test clips as one batch (throughput), and
+    one clip at a time over the first 60 clips (a single video stream, batch 1)."""
+    images = clips.images(torch.arange(len(clips)))
+    out: dict[str, dict] = {}
+    for name, batch in (("all clips at once", len(clips)), ("one clip at a time", 1)):
+        count = len(clips) if batch > 1 else min(60, len(clips))
+        times: dict[str, list[float]] = {"large": [], "dkd": []}
+        for _ in range(rounds):
+            start = time.perf_counter()
+            with torch.no_grad():
+                for c in range(0, count, batch):
+                    for i in range(t):
+                        large_maps(images[c : c + batch, i])
+            times["large"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            for c in range(0, count, batch):
+                stream = DKDStream(model.eval(), large_maps, interval=t)
+                for i in range(t):
+                    stream.step(images[c : c + batch, i])
+            times["dkd"].append(time.perf_counter() - start)
+        fps = {k: count * t / float(np.median(v)) for k, v in times.items()}
+        out[name] = {**fps, "ratio": fps["dkd"] / fps["large"]}
+    return out
 
 
 def main(argv=None) -> dict:
@@ -134,8 +162,13 @@ def main(argv=None) -> dict:
                          **({"final_disc_loss": float(np.mean(history["disc"][-50:]))}
                             if adv > 0 else {})})  # fmt: skip
             print(f"{name}: {rows[-1]}", flush=True)
+            if adv == 0:
+                last = model
+    speed_rows = speed(large_maps, last, test, t, args.speed_rounds)
+    print(f"speed: {speed_rows}", flush=True)
     summary = {"args": {k: str(v) for k, v in vars(args).items()}, "clip_frames": t,
-               "train_clips": len(train), "test_clips": len(test), "rows": rows}  # fmt: skip
+               "train_clips": len(train), "test_clips": len(test), "rows": rows,
+               "speed": speed_rows}  # fmt: skip
     (args.out / "results.json").write_text(json.dumps(summary, indent=1))
     return summary
 
