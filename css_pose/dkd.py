@@ -10,7 +10,7 @@ network then learns to carry them through the clip (:func:`train_dkd`):
   The predictions reach it as Gaussians at their soft-argmax joints
   (:func:`~css_pose.models.dkd.soft_keypoint_maps`), the form of the targets. Raw predicted
   heatmaps differ from the targets in shape (a sigmoid's background), and on them the
-  discriminator won outright within a few hundred steps, judging looks instead of motion.
+  discriminator won outright (docs/benchmarks.md), judging looks instead of motion.
 
 Both players' losses are logged per step. When the discriminator wins outright, the training
 stops with :class:`DiscriminatorWinsError` and says what to change. It wins outright when its
@@ -209,7 +209,9 @@ def parse(argv=None):
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch", type=int, default=16, help="clips per step")
     p.add_argument("--width", type=int, default=32, help="small encoder channels")
-    p.add_argument("--adv-weight", type=float, default=0.01, help="0: no discriminator")
+    p.add_argument("--adv-weight", type=float, default=0.0,
+                   help="the temporal discriminator's weight; 0 (default): none. 0.01 scored "
+                   "1.7 PCK@0.2 points lower on the benchmark set (docs/benchmarks.md)")  # fmt: skip
     p.add_argument("--interval", type=int, default=None,
                    help="frames between initializer runs at prediction (default 2n + 1)")  # fmt: skip
     p.add_argument("--min-confidence", type=float, default=0.0,
