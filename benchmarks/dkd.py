@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from css_pose.config import configure_threads
 from css_pose.dkd import (
@@ -46,6 +45,7 @@ from css_pose.dkd import (
     train_frames,
 )
 from css_pose.models.dkd import DKDModel, DKDStream, SmallPoseNet
+from css_pose.models.heads.cost import gflops
 from css_pose.models.pose_model import load_pose_model
 from css_pose.skeleton import NUM_JOINTS
 
@@ -68,10 +68,15 @@ def parse(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def gflops(fn, *inputs) -> float:
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        fn(*inputs)
-    return counter.get_total_flops() / 1e9
+def floor_score(train, test) -> dict:
+    """The no-image floor: the mean visible keypoints of every training clip frame (crop px),
+    placed on every test frame; PCK@0.2 (pck_tight) and jitter (0: it never moves)."""
+    from css_pose.metrics import pck_tight
+
+    w = (train.visibility > 0).float()[..., None]
+    mean = (train.keypoints * w).sum((0, 1)) / w.sum((0, 1)).clamp_min(1)
+    gt, vis = test.keypoints.flatten(0, 1), test.visibility.flatten(0, 1) > 0
+    return {"pck@0.2": float(pck_tight(mean.expand_as(gt), gt, vis, 0.2)), "jitter_px": 0.0}
 
 
 def speed(large_maps, model, clips, t: int, rounds: int) -> dict:
@@ -124,7 +129,9 @@ def main(argv=None) -> dict:
     crop = torch.rand(1, 3, size, size)
     large_gf = gflops(large_maps, crop)
     rows = [{"method": "large, every frame", "seed": None, **score(large_test, codec, test),
-             "gflops": large_gf, "fps": frames_total / large_seconds}]  # fmt: skip
+             "gflops": large_gf, "fps": frames_total / large_seconds},
+            {"method": "mean training pose (floor)", "seed": None,
+             **floor_score(train, test)}]  # fmt: skip
     print(f"large: {rows[-1]}", flush=True)
     for seed in args.seeds:
         torch.manual_seed(seed)
