@@ -22,8 +22,11 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
+import torch
 
+from css_pose.codecs.heatmap import refine_peaks
 from css_pose.layouts import Layout, get_layout
 
 
@@ -204,11 +207,6 @@ def fuse_heatmaps(
     mode instead of pulling the joint towards it. A joint no candidate has is NaN with score 0.
     One candidate on its own grid with no shift gives back the head's own decoding.
     """
-    import cv2
-    import torch
-
-    from css_pose.codecs.heatmap import refine_peaks
-
     h, w = shape
     target = np.vstack([target_to_frame, [0.0, 0.0, 1.0]])
     shifts = np.asarray(shifts, np.float64)

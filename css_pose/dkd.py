@@ -22,6 +22,7 @@ crop px, visibility (N, T, J)), read by :func:`css_pose.data.clips.load_clips`.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -30,14 +31,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from css_pose.apps.support import frame_datamodule
+from css_pose.checkpoint import CheckpointError, read_torch_file, save_torch_file
+from css_pose.config import compose_config, configure_threads
+from css_pose.data.clips import load_clips
 from css_pose.metrics import pck_tight
 from css_pose.models.dkd import (
     DKDModel,
     DKDStream,
     TemporalDiscriminator,
+    dkd_section,
     hinge_losses,
     soft_keypoint_maps,
 )
+from css_pose.models.pose_model import load_pose_model
 from css_pose.skeleton import NUM_JOINTS
 
 
@@ -191,8 +198,6 @@ def run_dkd(model, large_maps_fn, clips, interval: int) -> tuple[torch.Tensor, f
 
 
 def parse(argv=None):
-    import argparse
-
     p = argparse.ArgumentParser(
         prog="css-pose dkd",
         description="Train a DKD model file from a trained 2D heatmap model (the initializer) on "
@@ -224,10 +229,6 @@ def parse(argv=None):
 def clip_data(large_payload: dict, root: Path, n: int, train_clips: int, test_clips: int):
     """Training and test clips of 2n + 1 frames from the labelled videos under ``root``, at the
     initializer's crop size (the frame-mode data of a probe run)."""
-    from css_pose.apps.support import frame_datamodule
-    from css_pose.config import compose_config
-    from css_pose.data.clips import load_clips
-
     size = large_payload["crop"]["size"]
     cfg = compose_config("probe", ["ckpt=none", f"data.root={root}", f"data.size={size}",
                                    "data.num_workers=0"])  # fmt: skip
@@ -243,12 +244,6 @@ def clip_data(large_payload: dict, root: Path, n: int, train_clips: int, test_cl
 
 def main(argv=None) -> dict:
     """``css-pose dkd``: train, score on the test clips against the initializer, write the file."""
-    from css_pose.checkpoint import read_torch_file, save_torch_file
-    from css_pose.config import configure_threads
-    from css_pose.models.dkd import dkd_section
-    from css_pose.models.pose_model import load_pose_model
-    from css_pose.skeleton import NUM_JOINTS
-
     args = parse(argv)
     configure_threads(args.threads)
     large, codec, payload = load_pose_model(args.large, "cpu")
@@ -281,8 +276,6 @@ def main(argv=None) -> dict:
 
 def run_cli(argv=None) -> None:
     """Console entry: a bad file or setting is one line, not a traceback."""
-    from css_pose.checkpoint import CheckpointError
-
     try:
         main(argv)
     except (CheckpointError, ValueError, DiscriminatorWinsError) as err:

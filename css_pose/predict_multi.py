@@ -38,6 +38,7 @@ from css_pose.flow import dense_flow
 from css_pose.layouts import CANONICAL
 from css_pose.models.pose_model import load_pose_model
 from css_pose.skeleton import NUM_JOINTS
+from css_pose.video_pose import VideoStream, load_detections, predict_chunk
 from css_pose.viz import draw_skeleton
 
 
@@ -52,8 +53,6 @@ def _people_per_frame(model, codec, payload, video, boxes, device, flip_test, ch
                       heatmaps=False):  # fmt: skip
     """Pass 1: {frame index: [FramePerson]} of every decoded frame, and the stream's facts.
     ``heatmaps``: keep each person's heatmaps too (float16, for heatmap fusion)."""
-    from css_pose.video_pose import VideoStream, predict_chunk
-
     untrained = ~np.asarray(payload.get("trained_joints", [True] * NUM_JOINTS), bool)
     size, pad = payload["crop"]["size"], payload["crop"]["box_pad"]
     source = VideoStream.open(video)
@@ -120,8 +119,6 @@ def run_predict_multi(
     """
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; choose one of {FUSIONS}")
-    from css_pose.video_pose import load_detections
-
     dev = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     )
@@ -200,8 +197,6 @@ class _Refinement:
         self.flow_seconds = self.refine_seconds = 0.0
 
     def run(self) -> None:
-        from css_pose.video_pose import VideoStream
-
         source = VideoStream.open(self.video)
         self.bar = tqdm(total=self.last + 1, unit="frame", desc="refine and track",
                         disable=not self.progress, file=sys.stderr)  # fmt: skip

@@ -40,6 +40,7 @@ from css_pose.data.backends import (
     frame_files,
 )
 from css_pose.data.transforms import crop_matrix, transform_points, warp_crop, whole_frame_box
+from css_pose.models.dkd import DKDStream, build_dkd
 from css_pose.models.pose_model import predict
 from css_pose.models.temporal_pose import clip_frame_indices, crop_clip_flows, predict_clip
 
@@ -328,8 +329,6 @@ class DKDFrames:
 
     def __init__(self, model, codec, payload: dict, boxes, box_pad: float, size: int, device,
                  cut: float = 0.25):  # fmt: skip
-        from css_pose.models.dkd import DKDStream, build_dkd
-
         section = payload["dkd"]
         if not isinstance(codec, HeatmapCodec) or codec.stride != section["stride"]:
             raise ValueError(

@@ -24,6 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from css_pose.checkpoint import load_strict
+from css_pose.codecs.heatmap import gaussian_heatmaps
+
 
 def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     return nn.Sequential(
@@ -273,8 +276,6 @@ def dkd_section(model: DKDModel, interval: int, min_confidence: float, metrics: 
 def build_dkd(section: dict, joints: int, source: str = "") -> DKDModel:
     """The small network of a ``dkd`` section (:func:`dkd_section`), weights loaded strictly,
     in eval mode."""
-    from css_pose.checkpoint import load_strict
-
     model = DKDModel(joints, section["width"], section["depth"], section["kernel"],
                      section["stride"])  # fmt: skip
     load_strict(model, section["weights"], source or "the dkd section")
@@ -289,8 +290,6 @@ def soft_keypoint_maps(
     x the heatmap), zero for joints of weight 0 in ``weights`` (B, J). The ground-truth targets
     have exactly this form, so the discriminator can judge only where the joints are from frame
     to frame, not how the heatmaps look. Differentiable."""
-    from css_pose.codecs.heatmap import gaussian_heatmaps
-
     b, j, h, w = heatmaps.shape
     prob = torch.softmax(sharpness * heatmaps.flatten(2), dim=-1).view(b, j, h, w)
     xs = torch.arange(w, dtype=heatmaps.dtype, device=heatmaps.device)
