@@ -51,7 +51,7 @@ HELP = """usage: python train_head.py ckpt=PATH|none [key=value ...]
 Fine-tune a 2D pose head on an encoder pretrained by train.py and score it on the test videos.
 
 Keys (configs/head.yaml): head=heatmap|composite|regression  stride=4|8  fusion=true|false
-  sigma_px  radius  encoder=frozen|finetune  encoder_lr_scale  label_fraction=0.1  seed  epochs
+  sigma_px  radius  regression_pool=mean|flatten  eval_split=test|val  encoder=frozen|finetune  encoder_lr_scale  label_fraction=0.1  seed  epochs
   steps  lr  batch_size  flip_train  augment.rotate_deg|scale|translate  flip_test  run_dir
   temporal.frames=0  temporal.step  temporal.pooling=parametric|average|none  temporal.warp
   temporal.input_flow  temporal.flow_preset  temporal.neighbour_labels
@@ -68,6 +68,8 @@ CHOICES = {
     "head": ("heatmap", "composite", "regression"),
     "encoder": ("frozen", "finetune"),
     "label_unit": ("video", "frame"),
+    "regression_pool": ("mean", "flatten"),
+    "eval_split": ("test", "val"),
 }
 
 

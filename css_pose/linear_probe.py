@@ -65,6 +65,7 @@ CHOICES = {
     "label_unit": ("video", "frame"),
     "encoder": ("frozen", "finetune"),
     "lr_schedule": ("constant", "onecycle"),
+    "eval_split": ("test", "val"),
 }
 
 

@@ -186,3 +186,23 @@ def test_composite_head_is_cheaper_than_stride4_heatmap_head():
     )
     assert heatmap_cost["head_params"] == sum(p.numel() for p in heatmap.parameters())
     assert heatmap.training and encoder.training  # modes restored
+
+
+def test_flattened_regression_sees_where_a_feature_is():
+    torch.manual_seed(0)
+    maps = torch.zeros(2, 8, 2, 2)
+    maps[0, :, 0, 0] = 1.0  # the same feature, top left ...
+    maps[1, :, 1, 1] = 1.0  # ... and bottom right
+    pooled = RegressionHead(8).eval()
+    flat = RegressionHead(8, pool="flatten", map_size=(2, 2)).eval()
+    nn.init.normal_(flat.mlp[-1].weight)
+    nn.init.normal_(pooled.mlp[-1].weight)
+    with torch.no_grad():
+        same = pooled([maps])["coords"]
+        moved = flat([maps])["coords"]
+    assert torch.equal(same[0], same[1])  # global pooling cannot tell the two apart
+    assert not torch.allclose(moved[0], moved[1])
+    with pytest.raises(ValueError, match="map_size"):
+        RegressionHead(8, pool="flatten")
+    with pytest.raises(ValueError, match="built for"):
+        flat([torch.zeros(1, 8, 4, 4)])

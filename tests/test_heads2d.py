@@ -150,3 +150,20 @@ def test_floor_is_the_mean_of_the_visible_labels():
     # Joint 0 is visible in both frames; joint 1 only in the first (the 100s are not labels).
     assert label_mean(kp, vis).tolist() == [[1.0, 2.0], [4.0, 8.0]]
     assert label_mean(kp, torch.zeros(2, 2)).tolist() == [[0.0, 0.0], [0.0, 0.0]]
+
+
+def test_flattened_regression_scores_on_val_and_reloads(css_ckpt, tmp_path):  # noqa: F811
+    from css_pose.models.pose_model import load_pose_model, predict
+
+    run_dir = tmp_path / "flat"
+    argv = head_args(css_ckpt, run_dir, head="regression", regression_pool="flatten")
+    run = run_head(load_head_config([*argv, "eval_split=val"]), argv)
+    assert run.result["test_split"] == "val"
+    assert run.model.head.pool == "flatten"
+    model, codec, payload = load_pose_model(run_dir / "head.pt")
+    assert payload["head_config"]["regression_pool"] == "flatten"
+    crops = torch.rand(3, 3, model.encoder.in_size, model.encoder.in_size)
+    want = predict(run.model.eval(), run.codec, crops, flip_test=False)[0]
+    assert torch.equal(predict(model, codec, crops, flip_test=False)[0], want)
+    with pytest.raises(ConfigError, match="eval_split=train"):
+        load_head_config([*argv, "eval_split=train"])

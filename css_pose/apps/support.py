@@ -245,8 +245,15 @@ def prepare_labeled_run(cfg: DictConfig, argv: list[str] | None) -> LabeledRun:
     )
     dm = frame_datamodule(cfg)
     train_loader = dm.probe_dataloader("train")
-    test_split, note = "test", None
-    if not any(v.labeled for v in dm.label_index.split("test", dm.val_fraction)):
+    test_split, note = cfg.get("eval_split", "test"), None
+    if test_split not in ("test", "val"):
+        raise ValueError(f"eval_split={test_split!r}: use eval_split=test or eval_split=val")
+    if not any(v.labeled for v in dm.label_index.split(test_split, dm.val_fraction)):
+        if test_split == "val":
+            raise ValueError(
+                f"eval_split=val but the val split of {cfg.data.root} has no labelled frames; "
+                "use eval_split=test"
+            )
         test_split, note = "val", "no labeled test split; scoring on the val split instead"
         print(f"[css_pose] note: {note}")
     train_set = train_loader.dataset

@@ -29,7 +29,10 @@ def build_head(cfg: DictConfig, encoder) -> tuple[nn.Module, object]:
     """
     size = encoder.in_size
     if cfg.head == "regression":
-        return RegressionHead(encoder.out_channels), RegressionCodec(size)
+        pool = cfg.get("regression_pool") or "mean"
+        side = size // encoder.stride
+        head = RegressionHead(encoder.out_channels, pool=pool, map_size=(side, side))
+        return head, RegressionCodec(size)
     stride = cfg.stride or (4 if cfg.head == "heatmap" else 8)
     if size % stride:
         raise ConfigError(f"stride={stride} must divide the crop size {size}")
@@ -64,7 +67,7 @@ class PoseModel(nn.Module):
 POSE_MODEL_FORMAT = "css_pose.pose2d"
 
 
-HEAD_KEYS = ("head", "stride", "sigma_px", "radius", "fusion")
+HEAD_KEYS = ("head", "stride", "sigma_px", "radius", "fusion", "regression_pool")
 
 
 def save_pose_model(
@@ -91,7 +94,7 @@ def save_pose_model(
         "layout": CANONICAL,  # css_pose.layouts
         "trained_joints": [bool(t) for t in (trained_joints or [True] * len(JOINT_NAMES))],
         "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "head_config": {k: cfg[k] for k in HEAD_KEYS},
+        "head_config": {k: cfg.get(k) for k in HEAD_KEYS},
         "crop": {"size": int(model.encoder.in_size), "box_pad": box_pad},
         "metrics": dict(metrics),
         "source": source,
