@@ -43,9 +43,9 @@ from css_pose.crowd import (
     oks_ap,
     refine_poses,
 )
-from css_pose.data.backends import open_video
 from css_pose.data.index import index_videos
 from css_pose.data.loading import load_annotation
+from css_pose.data.video import open_video
 from css_pose.flow import dense_flow
 from css_pose.models.pose_model import load_pose_model
 from css_pose.video_pose import predict_chunk

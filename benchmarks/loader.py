@@ -58,18 +58,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from css_pose.data.backends import (
-    CACHE_VIDEO_MB,
-    FRAME_CACHE_MB,
-    VideoReader,
-    clear_reader_cache,
-)
 from css_pose.data.datamodule import seed_worker
 from css_pose.data.dataset import VideoClipDataset
 from css_pose.data.index import index_videos
 from css_pose.data.sampling import ContrastiveLayout
 from css_pose.data.store import CropStore
 from css_pose.data.transforms import AugmentConfig
+from css_pose.data.video import (
+    CACHE_VIDEO_MB,
+    FRAME_CACHE_MB,
+    VideoReader,
+    clear_reader_cache,
+)
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1] / "data" / "synthetic_bench"
 SAMPLING = dict(n_pos=1, d_pos=2, n_neg=1, d_neg=24, n_gt=2, gt_max=12)

@@ -50,9 +50,9 @@ def parse(argv=None) -> argparse.Namespace:
 def load(args) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """frames (V, T, H, W, 3) uint8 RGB, true boxes (V, P, T, 4) xyxy px, present (V, P, T)."""
     if not args.cache.exists():
-        from css_pose.data.backends import open_video
         from css_pose.data.index import index_videos
         from css_pose.data.loading import load_annotation
+        from css_pose.data.video import open_video
 
         frames, boxes, present = [], [], []
         for entry in index_videos(args.root).split("test")[: args.test_videos]:

@@ -42,7 +42,7 @@ TRAINING = {
 
 def main(argv: list[str] | None = None) -> int:
     from css_pose.checkpoint import CheckpointError
-    from css_pose.data.backends import VideoReadError
+    from css_pose.data.video import VideoReadError
 
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):

@@ -26,10 +26,10 @@ video's length; the outputs are the same as a single-frame model's, and ``meta.j
 ``flow_seconds``, the time spent computing flow).
 
 Frame indices come from the frames' timestamps (frame ``i`` is shown at ``start + i / fps``, as in
-css_pose.data.backends), not from counting decoded frames: a frame that does not decode (a damaged
+css_pose.data.video), not from counting decoded frames: a frame that does not decode (a damaged
 packet) keeps its index, so later frames and their ``--boxes`` stay aligned. Such frames are listed
 in a warning and in ``meta.json``. ``--video`` may also be a folder of numbered frames
-(:mod:`css_pose.data.backends`): frame ``i`` is its i-th image, at 30 frames/s.
+(:mod:`css_pose.data.video`): frame ``i`` is its i-th image, at 30 frames/s.
 
 Writes into ``--out``:
 
@@ -65,8 +65,9 @@ from tqdm import tqdm
 
 from css_pose.artifacts.atomic import write_json
 from css_pose.config import configure_threads
-from css_pose.data.backends import (
+from css_pose.data.video import (
     VideoReadError,
+    VideoStream,
     VideoWriter,
 )
 from css_pose.layouts import CANONICAL, LAYOUTS, convert, get_layout
@@ -79,7 +80,6 @@ from css_pose.video_pose import (
     Person,
     Ready,
     SingleFrames,
-    VideoStream,
     load_detections,
     predict_stream,
 )

@@ -12,44 +12,26 @@ the outputs).
 
 from __future__ import annotations
 
-import heapq
 import json
 import math
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 from einops import rearrange
 
 from css_pose.codecs.heatmap import HeatmapCodec
 from css_pose.crowd import box_iou
-from css_pose.data.backends import (
-    FRAME_FOLDER_FPS,
-    FrameFolderReader,
-    VideoReadError,
-    _decode,
-    _open_container,
-    _PtsToIndex,
-    _read_image,
-    frame_files,
-)
 from css_pose.data.transforms import crop_matrix, transform_points, warp_crop, whole_frame_box
 from css_pose.models.dkd import DKDStream, build_dkd
 from css_pose.models.pose_model import predict
 from css_pose.models.temporal_pose import clip_frame_indices, crop_clip_flows, predict_clip
 
 PERSON = 1
-
-
-# Frames held back to sort timestamps that a container gives in decode order (AVI with B-frames);
-# H.264 and HEVC reorder at most 16 frames.
-REORDER = 16
 
 
 # --- inputs ---------------------------------------------------------------------------------------
@@ -119,102 +101,6 @@ def _annotation_boxes(path: Path) -> dict[int, np.ndarray]:
         if rows:
             out[t] = np.array(rows, np.float32)
     return out
-
-
-@dataclass
-class VideoStream:
-    """An open input video: frames come out of :meth:`frames` one at a time, front to back."""
-
-    path: str
-    width: int
-    height: int
-    fps: Fraction
-    reported_frames: int
-    _container: av.container.InputContainer
-    _stream: av.video.stream.VideoStream
-
-    @classmethod
-    def open(cls, path: str | Path) -> VideoStream | FrameFolderStream:
-        """The stream of a video file, or of a frame folder (:mod:`css_pose.data.backends`)."""
-        if Path(path).is_dir():
-            return FrameFolderStream.open(path)
-        container, stream = _open_container(str(path))
-        rate = stream.average_rate or stream.guessed_rate or 30
-        stream.codec_context.thread_type = "AUTO"
-        return cls(
-            str(path), stream.width, stream.height, Fraction(rate), stream.frames or 0,
-            container, stream,
-        )  # fmt: skip
-
-    def frames(self) -> Iterator[tuple[int, np.ndarray]]:
-        """(frame index, (H, W, 3) uint8 RGB frame) pairs in presentation order.
-
-        The index comes from the timestamp (module docstring), so frames that do not decode
-        leave a gap. The decoder emits frames in presentation order but some containers (AVI)
-        stamp them in decode order, so each frame takes the smallest timestamp among the next
-        ``REORDER`` frames' (its own when they are in order). A frame without a timestamp, or
-        one that would repeat an index, takes the next index.
-        """
-        ticks = 1 / (Fraction(self._stream.time_base) * self.fps)
-        held: deque[av.VideoFrame] = deque()
-        stamps: list = []  # min-heap of the held frames' timestamps
-        latest, last = None, -1
-        mapping: _PtsToIndex | None = None
-
-        def release() -> tuple[int, np.ndarray]:
-            nonlocal mapping, last
-            pts = heapq.heappop(stamps)
-            mapping = mapping or _PtsToIndex(self._stream, self.fps, pts)
-            last = max(mapping.index(pts), last + 1)
-            return last, held.popleft().to_ndarray(format="rgb24")
-
-        try:
-            for frame in _decode(self._container, self._stream):
-                pts = frame.pts if frame.pts is not None else (latest or 0) + ticks
-                latest = pts if latest is None else max(latest, pts)
-                held.append(frame)
-                heapq.heappush(stamps, pts)
-                if len(held) > REORDER:
-                    yield release()
-            while held:
-                yield release()
-        except av.FFmpegError as err:
-            raise VideoReadError(f"{self.path}: decoding failed ({err})") from err
-
-    def close(self) -> None:
-        self._container.close()
-
-
-@dataclass
-class FrameFolderStream:
-    """:class:`VideoStream` of a folder of numbered frames: frame i is its i-th image; an image
-    that does not decode (or has another size than the first) leaves a gap, as a damaged packet
-    does in a video file."""
-
-    path: str
-    width: int
-    height: int
-    fps: Fraction
-    reported_frames: int
-    _files: list[str]
-
-    @classmethod
-    def open(cls, path: str | Path) -> FrameFolderStream:
-        files = frame_files(path)
-        if not files:
-            raise VideoReadError(f"{path}: a folder without numbered images (e.g. 000001.jpg)")
-        reader = FrameFolderReader(path, num_frames=1)  # size from the first image
-        width, height = reader.size
-        return cls(str(path), width, height, Fraction(FRAME_FOLDER_FPS), len(files), files)
-
-    def frames(self) -> Iterator[tuple[int, np.ndarray]]:
-        for index, file in enumerate(self._files):
-            image = _read_image(file)
-            if image is not None and image.shape[:2] == (self.height, self.width):
-                yield index, image
-
-    def close(self) -> None:
-        pass
 
 
 # --- the pass over the video ----------------------------------------------------------------------

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from css_pose.data.backends import VideoWriter
+from css_pose.data.video import VideoWriter
 from css_pose.skeleton import BONES, joint_side
 
 SIDE_COLOURS = {"l": (60, 140, 255), "r": (255, 70, 60), "c": (60, 220, 90)}  # RGB

@@ -11,11 +11,11 @@ import torch
 from torch.utils.data import DataLoader
 from video_fixtures import make_video_set, person_track, truncate, write_annotation, write_video
 
-from css_pose.data.backends import clear_reader_cache
 from css_pose.data.datamodule import VideoDataModule
 from css_pose.data.dataset import VideoClipDataset
 from css_pose.data.index import VideoIndexError, index_videos
 from css_pose.data.loading import AnnotationError, load_annotation
+from css_pose.data.video import clear_reader_cache
 
 FRAMES = 40
 SAMPLING = dict(d_neg=12, n_gt=3, gt_max=8)

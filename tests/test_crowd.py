@@ -329,10 +329,10 @@ def test_predict_multi_outputs_every_frame_when_the_detector_misses(crowd_model,
     import json
 
     from css_pose.cli import main as cli
-    from css_pose.data.backends import probe_video
     from css_pose.data.coco import read_coco
     from css_pose.data.index import index_videos
     from css_pose.data.loading import load_annotation
+    from css_pose.data.video import probe_video
 
     root, model = crowd_model
     entry = index_videos(root).videos[0]
@@ -379,9 +379,9 @@ def test_kept_heatmaps_decode_to_the_predicted_keypoints(crowd_model):
     import torch
 
     from css_pose.crowd import fuse_heatmaps
-    from css_pose.data.backends import open_video
     from css_pose.data.index import index_videos
     from css_pose.data.loading import load_annotation
+    from css_pose.data.video import open_video
     from css_pose.models.pose_model import load_pose_model
     from css_pose.video_pose import predict_chunk
 

@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from css_pose.data.backends import (
+from css_pose.data.index import index_videos
+from css_pose.data.video import (
     FRAME_FOLDER_FPS,
     FrameFolderReader,
     VideoReadError,
@@ -19,7 +20,6 @@ from css_pose.data.backends import (
     open_video,
     probe_video,
 )
-from css_pose.data.index import index_videos
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,13 @@ from torch.utils.data import DataLoader
 from video_fixtures import make_video_set
 
 from css_pose.data import store as store_module
-from css_pose.data.backends import VideoReadError, open_video
 from css_pose.data.datamodule import VideoDataModule
 from css_pose.data.dataset import VideoClipDataset
 from css_pose.data.index import index_videos
 from css_pose.data.store import META, CropStore, CropStoreError
 from css_pose.data.synthetic import generate_dataset
 from css_pose.data.transforms import AugmentConfig
+from css_pose.data.video import VideoReadError, open_video
 
 SIZE = 64
 SAMPLING = dict(n_pos=1, d_pos=2, n_neg=1, d_neg=8, n_gt=2, gt_max=6)

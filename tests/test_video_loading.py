@@ -22,16 +22,6 @@ from video_fixtures import (
 )
 
 from css_pose.data import index as index_module
-from css_pose.data.backends import (
-    DecordReader,
-    PyAVReader,
-    VideoReadError,
-    cached_reader,
-    clear_reader_cache,
-    frame_cache_info,
-    open_video,
-    probe_video,
-)
 from css_pose.data.datamodule import (
     EpochDataLoader,
     EpochRandomSampler,
@@ -47,6 +37,16 @@ from css_pose.data.transforms import (
     ViewParams,
     apply_colour,
     colour_matrix,
+)
+from css_pose.data.video import (
+    DecordReader,
+    PyAVReader,
+    VideoReadError,
+    cached_reader,
+    clear_reader_cache,
+    frame_cache_info,
+    open_video,
+    probe_video,
 )
 from css_pose.skeleton import flip_permutation
 

@@ -6,10 +6,10 @@ Typical use::
     dm = VideoDataModule("data/synthetic", mode="contrastive", size=64)
 """
 
-from css_pose.data.backends import VideoReadError, open_video
 from css_pose.data.datamodule import VideoDataModule
 from css_pose.data.dataset import VideoClipDataset
 from css_pose.data.index import VideoIndex, VideoIndexError, index_videos
+from css_pose.data.video import VideoReadError, open_video
 
 __all__ = [
     "VideoClipDataset",

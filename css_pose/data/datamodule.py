@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from css_pose.data.backends import CACHE_VIDEO_MB, FRAME_CACHE_MB, ReaderFactory
 from css_pose.data.dataset import VideoClipDataset
 from css_pose.data.index import VideoEntry, VideoIndex, index_videos
 from css_pose.data.labels import VideoLabels, attach_boxes, attach_labels, split_by_video
 from css_pose.data.store import CropStore
 from css_pose.data.transforms import AugmentConfig
+from css_pose.data.video import CACHE_VIDEO_MB, FRAME_CACHE_MB, ReaderFactory
 
 SAMPLING_KEYS = ("n_pos", "d_pos", "n_neg", "d_neg", "n_gt", "gt_max", "clip_len", "clip_stride")
 

@@ -30,14 +30,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from css_pose.data.backends import (
-    CACHE_VIDEO_MB,
-    FRAME_CACHE_MB,
-    ReaderFactory,
-    VideoReadError,
-    cached_reader,
-    drop_cached_reader,
-)
 from css_pose.data.index import VideoEntry
 from css_pose.data.loading import Annotation, AnnotationError, load_annotation
 from css_pose.data.sampling import (
@@ -57,6 +49,14 @@ from css_pose.data.transforms import (
     transform_points,
     warp_crop,
     whole_frame_box,
+)
+from css_pose.data.video import (
+    CACHE_VIDEO_MB,
+    FRAME_CACHE_MB,
+    ReaderFactory,
+    VideoReadError,
+    cached_reader,
+    drop_cached_reader,
 )
 from css_pose.flip import flip_joints
 from css_pose.skeleton import NUM_JOINTS
@@ -100,7 +100,7 @@ class VideoClipDataset(Dataset):
             decoded (frames x H x W x 3 bytes) are decoded whole once per process and then read
             from memory (LRU); larger ones are read with one sorted seek-and-decode per sample.
             With W workers the cache can take W x ``cache_mb`` of RAM.
-            "decord"/"pyav" backends only; see :mod:`css_pose.data.backends`.
+            "decord"/"pyav" backends only; see :mod:`css_pose.data.video`.
         cache_video_mb: largest decoded video, in MiB, that the cache takes.
         crop_box: "frame" crops every frame around its own box; "sample" crops all frames of a
             sample around the union of their boxes, so zoom and background do not change within

@@ -25,10 +25,10 @@ import numpy as np
 from tqdm import tqdm
 
 from css_pose.artifacts.atomic import write_json
-from css_pose.data.backends import open_video
 from css_pose.data.coco import CocoImage, CocoPerson, write_coco
 from css_pose.data.index import index_videos
 from css_pose.data.loading import load_annotation
+from css_pose.data.video import open_video
 from css_pose.layouts import LAYOUTS, convert
 
 

@@ -1,7 +1,7 @@
 """Find the videos under a root, measure what really decodes, and split them by video.
 
 ``index_videos(root)`` scans ``root`` recursively for video files and frame folders
-(:mod:`css_pose.data.backends`), decodes each one once to count its frames (so truncated files
+(:mod:`css_pose.data.video`), decodes each one once to count its frames (so truncated files
 report their real length), validates the annotation npz beside it (same stem, same folder; for
 a frame folder ``<folder>.npz``), and caches the result in the user cache
 (``$XDG_CACHE_HOME/css_pose/index-<hash of the root>.json``), never in the root: a folder of the
@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from css_pose.artifacts.atomic import write_json
-from css_pose.data.backends import VideoInfo, VideoReadError, is_frame_folder, probe_video
 from css_pose.data.loading import AnnotationError, load_annotation
+from css_pose.data.video import VideoInfo, VideoReadError, is_frame_folder, probe_video
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 INDEX_FILE = ".css_pose_index.json"

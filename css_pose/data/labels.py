@@ -39,7 +39,6 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from css_pose.data.backends import frame_files
 from css_pose.data.coco import (
     CocoFormatError,
     CocoImage,
@@ -50,6 +49,7 @@ from css_pose.data.coco import (
 )
 from css_pose.data.index import VideoEntry, VideoIndex, _unit_hash
 from css_pose.data.synthetic.io import save_npz
+from css_pose.data.video import frame_files
 from css_pose.layouts import convert
 from css_pose.skeleton import JOINT_NAMES, NUM_JOINTS
 

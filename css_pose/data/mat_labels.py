@@ -137,7 +137,7 @@ def write_annotation(labels: MatLabels, frames: str | os.PathLike) -> Path:
     Raises MatLabelError when the folder's frame count differs from the labels' (the labels
     would be assigned to the wrong frames).
     """
-    from css_pose.data.backends import frame_files
+    from css_pose.data.video import frame_files
 
     frames = Path(frames)
     count = len(frame_files(frames))

@@ -1,7 +1,7 @@
 """Decoded-crop store: every frame's person crop, decoded once, in one memory-mapped uint8 array.
 
 Decoding is the cost of training on many short videos: each DataLoader worker decodes each video
-it meets (the frame cache in :mod:`css_pose.data.backends` only amortises that within a worker).
+it meets (the frame cache in :mod:`css_pose.data.video` only amortises that within a worker).
 :class:`CropStore` decodes every video once and keeps, for each row (one track of
 :class:`~css_pose.data.dataset.VideoClipDataset` at one frame), a square crop of side
 ``side = round(size * margin)``:
@@ -53,10 +53,10 @@ import numpy as np
 from tqdm import tqdm
 
 from css_pose.artifacts.atomic import publish, temporary_sibling
-from css_pose.data.backends import ReaderFactory, VideoReadError, open_video
 from css_pose.data.index import VideoEntry
 from css_pose.data.loading import AnnotationError, load_annotation
 from css_pose.data.transforms import crop_matrix, warp_crop, whole_frame_box
+from css_pose.data.video import ReaderFactory, VideoReadError, open_video
 
 FORMAT = "css_pose.crop_store/1"
 # How rows are cropped; part of the key, so a change of rule can never reuse old crops.

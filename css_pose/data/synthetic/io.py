@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from css_pose.artifacts.atomic import atomic_path
-from css_pose.data.backends import VideoWriter
+from css_pose.data.video import VideoWriter
 from css_pose.skeleton import NUM_JOINTS
 
 GOP = 30
