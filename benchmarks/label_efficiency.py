@@ -200,7 +200,7 @@ def extract(method, frames: torch.Tensor, feature: str, mirror: bool, chunk: int
 def collect(loader) -> dict[str, torch.Tensor]:
     """Crops (N, 3, S, S) uint8 and targets of every frame of ``loader``, with the targets of the
     mirrored crops: kp2d (N, J, 2) crop px, kp3d / body3d (N, J, 3) mm, visibility (N, J)."""
-    from css_pose.linear_probe import mirror_frame_batch, targets_of
+    from css_pose.probe.model import mirror_frame_batch, targets_of
 
     parts: dict[str, list] = {}
     for batch in loader:

@@ -37,9 +37,22 @@ from css_pose.apps.support import (
 from css_pose.artifacts.runs import run_folder
 from css_pose.checkpoint import save_torch_file
 from css_pose.config import ConfigError, compose_config, parse_cli, run_friendly
-from css_pose.flip import flip_joints, mirror_batch
 from css_pose.methods.loggers import build_loggers, finish_loggers
-from css_pose.metrics import body_frame, mpjpe, n_mpjpe, p_mpjpe, pck_tight, root_relative
+from css_pose.probe.batches import (
+    cached_batches,
+    collect_features,
+    encoder_batches,
+    labeled_in_memory,
+    memory_batches,
+)
+from css_pose.probe.model import (
+    PoseProbe,
+    Standardize,
+    check_feature,
+    compute_metrics,
+    make_head,
+    probe_loss,
+)
 
 HELP = """usage: python linear_probe.py ckpt=PATH|none [key=value ...]
 
@@ -88,124 +101,6 @@ def load_probe_config(argv: list[str]) -> DictConfig:
     return cfg
 
 
-# --- model ----------------------------------------------------------------------------------------
-class Standardize(nn.Module):
-    """(x - mean) / std per column, with fixed statistics of the training labels or features.
-
-    Args:
-        x: (N, D) samples. weight: (N, D) 0/1, entries to count (default all).
-        min_std: floor of std, so that a constant column (the root joint) stays finite.
-    """
-
-    def __init__(self, x: torch.Tensor, min_std: float, weight: torch.Tensor | None = None):
-        super().__init__()
-        w = torch.ones_like(x) if weight is None else weight.to(x.dtype)
-        n = w.sum(0).clamp_min(1)
-        mean = (x * w).sum(0) / n
-        var = ((x - mean).pow(2) * w).sum(0) / n
-        self.register_buffer("mean", mean)
-        self.register_buffer("std", var.sqrt().clamp_min(min_std))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        return y * self.std + self.mean
-
-
-def make_head(dim_in: int, dim_out: int, kind: str, hidden: int = 256) -> nn.Module:
-    """``linear``: one layer; ``mlp``: 2 hidden layers of ``hidden`` units with ReLU. (B, D) -> (B, out)."""
-    if kind == "linear":
-        return nn.Linear(dim_in, dim_out)
-    if kind == "mlp":
-        return nn.Sequential(
-            nn.Linear(dim_in, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, dim_out),
-        )
-    raise ValueError(f"unknown head {kind!r}; choose linear or mlp")
-
-
-class PoseProbe(nn.Module):
-    """Standardised feature -> head -> joints in label units.
-
-    ``forward`` maps features (B, D) to standardised targets (B, J*k); ``joints`` to (B, J, k)
-    in mm (3D, body-frame 3D) or crop px (2D).
-    """
-
-    def __init__(self, head: nn.Module, feat_norm: Standardize, target_norm: Standardize, k: int):
-        super().__init__()
-        self.head, self.feat_norm, self.target_norm, self.k = head, feat_norm, target_norm, k
-
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(self.feat_norm(feats))
-
-    def joints(self, feats: torch.Tensor) -> torch.Tensor:
-        flat = self.target_norm.inverse(self(feats))
-        return rearrange(flat, "b (j k) -> b j k", k=self.k)
-
-
-def targets_of(batch: dict, target: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Labels of a frame-mode batch: (B, J, k) joints and (B, J) bool mask of the joints to fit.
-
-    3d: root-relative ``keypoints_3d`` in camera coordinates, mm, every joint of a labeled sample.
-    body3d: the same pose in its body frame (:func:`~css_pose.metrics.body_frame`), mm. 2d:
-    ``keypoints_2d``, crop px, visible joints.
-    """
-    labeled = batch["has_labels"].bool()[:, None]  # (B, 1)
-    if target in ("3d", "body3d"):
-        kp = root_relative(batch["keypoints_3d"][:, 0])
-        if target == "body3d":
-            kp = body_frame(kp)
-        return kp, labeled.expand(kp.shape[:2])
-    return batch["keypoints_2d"][:, 0], batch["visibility"][:, 0].bool() & labeled
-
-
-def compute_metrics(
-    pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, target: str, pck_alpha: float = 0.1
-) -> dict[str, float]:
-    """Scores of predictions (B, J, k) against labels (B, J, k) over the mask (B, J) bool.
-
-    2d (crop px): ``pck`` at ``pck_alpha``, ``pck@0.1``, ``pck@0.2``
-    (:func:`~css_pose.metrics.pck_tight`: reference max(w, h) of the tight box of the visible GT
-    joints, pooled over visible joints and frames) and ``px_error`` (mean px). 3d (root-relative
-    camera frame, mm): ``mpjpe``, ``n_mpjpe``, ``p_mpjpe``. body3d (body frame, mm):
-    ``body_mpjpe``. Definitions: docs/metrics.md.
-    """
-    if target == "3d":
-        return {
-            "mpjpe": float(mpjpe(pred, gt, mask)),
-            "n_mpjpe": float(n_mpjpe(pred, gt, mask)),
-            "p_mpjpe": float(p_mpjpe(pred, gt, mask)),
-        }
-    if target == "body3d":
-        return {"body_mpjpe": float(mpjpe(pred, gt, mask))}
-    out = {"pck": float(pck_tight(pred, gt, mask, pck_alpha))}
-    out.update({f"pck@{a:g}": float(pck_tight(pred, gt, mask, a)) for a in (0.1, 0.2)})
-    out["px_error"] = float(torch.linalg.vector_norm(pred - gt, dim=-1)[mask].mean())
-    return out
-
-
-def mirror_frame_batch(batch: dict, which: torch.Tensor) -> dict:
-    """A frame-mode batch with the samples where ``which`` (B,) is True mirrored left-right.
-
-    The crop flips and its 2D keypoints go to x -> W - 1 - x with left and right joints swapped
-    (:func:`css_pose.flip.mirror_batch`); the 3D pose goes to x -> -x in camera coordinates with
-    the same swap (:func:`css_pose.flip.flip_joints`). Targets read from the result by
-    :func:`targets_of` (the body frame too) are those of the mirrored crops.
-    """
-    frames, kp2, vis = mirror_batch(
-        batch["frames"][:, 0], batch["keypoints_2d"][:, 0], batch["visibility"][:, 0], which
-    )
-    kp3 = batch["keypoints_3d"][:, 0]
-    _, _, kp3_mirrored = flip_joints(kp2.numpy(), vis.numpy(), kp3.numpy())
-    kp3 = torch.where(which.view(-1, 1, 1), torch.from_numpy(kp3_mirrored), kp3)
-    mirrored = {"frames": frames, "keypoints_2d": kp2, "visibility": vis, "keypoints_3d": kp3}
-    return {**batch, **{k: rearrange(v, "b ... -> b 1 ...") for k, v in mirrored.items()}}
-
-
 # --- training -------------------------------------------------------------------------------------
 @dataclass
 class ProbeRun:
@@ -216,157 +111,6 @@ class ProbeRun:
     method: nn.Module
     probe: PoseProbe
     losses: list[float] = field(default_factory=list)
-
-
-def _features(method, frames: torch.Tensor, feature: str) -> torch.Tensor:
-    return method.features(rearrange(frames, "b 1 c h w -> b c h w"))[feature]
-
-
-@torch.no_grad()
-def _collect(
-    method,
-    loader,
-    feature: str,
-    target: str,
-    device,
-    train_mode: bool = False,
-    mirror: bool = False,
-) -> tuple[torch.Tensor, ...]:
-    """Features (N, D) and labels (N, J, k), masks (N, J) of every frame of ``loader``; with
-    ``mirror``, of the mirrored frames (:func:`mirror_frame_batch`)."""
-    method.train(train_mode)
-    feats, kps, masks = [], [], []
-    for batch in loader:
-        if mirror:
-            batch = mirror_frame_batch(batch, torch.ones(len(batch["frames"]), dtype=torch.bool))
-        feats.append(_features(method, batch["frames"].to(device), feature).float().cpu())
-        kp, m = targets_of(batch, target)
-        kps.append(kp.float())
-        masks.append(m)
-    return torch.cat(feats), torch.cat(kps), torch.cat(masks)
-
-
-def _coin(n: int, gen: torch.Generator) -> torch.Tensor:
-    """(n,) bool, each True with probability 1/2: which samples to mirror."""
-    return torch.rand(n, generator=gen) < 0.5
-
-
-def _choose(which: torch.Tensor, plain: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
-    """Per sample, ``mirrored`` where ``which`` (B,) is True, else ``plain`` (B, ...)."""
-    return torch.where(which.view(-1, *[1] * (plain.ndim - 1)), mirrored, plain)
-
-
-def _encoder_batches(method, loader, cfg: DictConfig, gen: torch.Generator, device):
-    """Training batches (features, labels, masks) through the trained encoder; with
-    ``cfg.flip_train`` each crop is mirrored with its labels with probability 1/2."""
-    for b in loader:
-        if cfg.flip_train:
-            b = mirror_frame_batch(b, _coin(len(b["frames"]), gen))
-        yield _features(method, b["frames"].to(device), cfg.feature), *targets_of(b, cfg.target)
-
-
-# Labeled crops up to this size are held in memory while the encoder trains (4 GiB: 25,200 crops at
-# 32 px take 77 MB as uint8); beyond it each epoch reads them through the DataLoader again.
-IN_MEMORY_BYTES = 4 * 2**30
-
-
-@dataclass
-class LabeledFrames:
-    """Every labeled crop of a run in memory, with the targets of the crop and of its mirror image.
-
-    frames (N, 3, S, S): uint8 when the crops are exact multiples of 1/255 (crop-store frames
-    are), else float32 in [0, 1]. kp / mirror_kp (N, J, k) and mask / mirror_mask (N, J) bool:
-    :func:`targets_of` of the crop and of the mirrored crop (:func:`mirror_frame_batch`).
-    """
-
-    frames: torch.Tensor
-    kp: torch.Tensor
-    mask: torch.Tensor
-    mirror_kp: torch.Tensor
-    mirror_mask: torch.Tensor
-
-    def images(self, idx: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) float32 in [0, 1] of the listed crops."""
-        x = self.frames[idx]
-        return x.float().div_(255.0) if x.dtype == torch.uint8 else x
-
-
-def labeled_in_memory(loader, target: str) -> LabeledFrames | None:
-    """:class:`LabeledFrames` of every frame of ``loader`` (in order), or None when the crops would
-    take more than ``IN_MEMORY_BYTES``. Reading crops once instead of every epoch takes the loader
-    out of the training step (docs/benchmarks.md, "The ceiling")."""
-    dataset = loader.dataset
-    if not len(dataset):
-        return None
-    size = int(dataset[0]["frames"].shape[-1])
-    if len(dataset) * 3 * size * size > IN_MEMORY_BYTES:
-        return None
-    parts: dict[str, list[torch.Tensor]] = {}
-    exact = True
-    for batch in loader:
-        x = batch["frames"][:, 0]
-        as_bytes = x.mul(255.0).round_()
-        exact = exact and torch.equal(as_bytes.div(255.0), x)
-        parts.setdefault("bytes", []).append(as_bytes.byte())
-        parts.setdefault("float", []).append(x)
-        mirrored = mirror_frame_batch(batch, torch.ones(len(x), dtype=torch.bool))
-        for prefix, b in (("", batch), ("mirror_", mirrored)):
-            kp, mask = targets_of(b, target)
-            parts.setdefault(prefix + "kp", []).append(kp.float())
-            parts.setdefault(prefix + "mask", []).append(mask)
-    out = {k: torch.cat(v) for k, v in parts.items() if k not in ("bytes", "float")}
-    frames = torch.cat(parts["bytes"] if exact else parts["float"])
-    return LabeledFrames(frames, **out)
-
-
-def _memory_batches(method, data: LabeledFrames, cfg: DictConfig, gen: torch.Generator, device):
-    """Shuffled training batches (features, labels, masks) from crops in memory; with
-    ``cfg.flip_train`` each crop is mirrored with its labels with probability 1/2 (the same
-    mirroring as :func:`_encoder_batches`)."""
-    for idx in torch.randperm(len(data.frames), generator=gen).split(cfg.batch_size):
-        x, kp, mask = data.images(idx), data.kp[idx], data.mask[idx]
-        if cfg.flip_train:
-            which = _coin(len(idx), gen)
-            x = _choose(which, x, x.flip(-1))
-            kp = _choose(which, kp, data.mirror_kp[idx])
-            mask = _choose(which, mask, data.mirror_mask[idx])
-        feats = method.features(x.to(device))[cfg.feature]
-        yield feats, kp, mask
-
-
-def _cached_batches(plain: tuple, mirrored: tuple | None, batch_size: int, gen: torch.Generator):
-    """Shuffled training batches of precomputed (features, labels, masks); with ``mirrored`` (the
-    same for the mirrored crops) each sample is taken mirrored with probability 1/2."""
-    for i in torch.randperm(len(plain[0]), generator=gen).split(batch_size):
-        if mirrored is None:
-            yield tuple(t[i] for t in plain)
-        else:
-            which = _coin(len(i), gen)
-            yield tuple(_choose(which, a[i], m[i]) for a, m in zip(plain, mirrored, strict=True))
-
-
-def _loss(probe: PoseProbe, feats, kp, mask) -> torch.Tensor:
-    """MSE in standardised label units over the masked joints."""
-    err = (probe(feats) - probe.target_norm(rearrange(kp, "b j k -> b (j k)"))).pow(2)
-    err = rearrange(err, "b (j k) -> b j k", k=probe.k)
-    w = mask[..., None].to(err.dtype).expand_as(err)
-    return (err * w).sum() / w.sum().clamp_min(1)
-
-
-def check_feature(method, feature: str, size: int) -> int:
-    """Dimension of ``feature``; ValueError naming the available ones when the method lacks it."""
-    was_training = method.training
-    method.eval()
-    with torch.no_grad():
-        device = next(method.parameters()).device
-        feats = method.features(torch.rand(1, 3, size, size, device=device))
-    method.train(was_training)
-    if feature not in feats:
-        raise ValueError(
-            f"feature={feature} is not produced by method {method.method_cfg.name}; "
-            f"available features: {', '.join(sorted(feats))}"
-        )
-    return feats[feature].shape[-1]
 
 
 def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
@@ -394,7 +138,7 @@ def run_probe(cfg: DictConfig, argv: list[str] | None = None) -> ProbeRun:
     losses, epochs = _fit_probe(probe, method, run, in_order, data, cfg, device, loggers)
 
     probe.eval()
-    test_feats, test_kps, test_masks = _collect(
+    test_feats, test_kps, test_masks = collect_features(
         method, test_loader, cfg.feature, cfg.target, device
     )
     with torch.no_grad():
@@ -443,7 +187,9 @@ def _build_probe(method, in_order, cfg: DictConfig, dim: int, n_labeled: int, de
     # batches would give noisy batch statistics, and the feature standardisation below stays valid.
     # From scratch (supervised) BatchNorm trains, so the standardisation uses train-mode features.
     supervised = cfg.mode == "supervised"
-    feats, kps, masks = _collect(method, in_order, cfg.feature, cfg.target, device, supervised)
+    feats, kps, masks = collect_features(
+        method, in_order, cfg.feature, cfg.target, device, supervised
+    )
     if not masks.any():
         raise ValueError(f"none of the {n_labeled} labeled frames has a usable {cfg.target} label")
     flat = rearrange(kps, "n j k -> n (j k)")
@@ -467,7 +213,7 @@ def _fit_probe(probe, method, run, in_order, data, cfg: DictConfig, device, logg
     in_memory = labeled_in_memory(in_order, cfg.target) if train_encoder else None
     mirrored = None
     if cfg.flip_train and not train_encoder:
-        mirrored = _collect(method, in_order, cfg.feature, cfg.target, device, mirror=True)
+        mirrored = collect_features(method, in_order, cfg.feature, cfg.target, device, mirror=True)
     groups = [{"params": probe.head.parameters(), "lr": cfg.lr}]
     if train_encoder:
         scale = 1.0 if supervised else cfg.encoder_lr_scale
@@ -492,13 +238,13 @@ def _fit_probe(probe, method, run, in_order, data, cfg: DictConfig, device, logg
         total, steps = 0.0, 0
         probe.train()
         if not train_encoder:
-            batches = _cached_batches(data, mirrored, cfg.batch_size, gen)
+            batches = cached_batches(data, mirrored, cfg.batch_size, gen)
         else:
             method.train(supervised)
-            batches = (_memory_batches(method, in_memory, cfg, gen, device) if in_memory is not None
-                       else _encoder_batches(method, shuffled, cfg, gen, device))  # fmt: skip
+            batches = (memory_batches(method, in_memory, cfg, gen, device) if in_memory is not None
+                       else encoder_batches(method, shuffled, cfg, gen, device))  # fmt: skip
         for f, kp, m in batches:
-            loss = _loss(probe, f.to(device), kp.to(device), m.to(device))
+            loss = probe_loss(probe, f.to(device), kp.to(device), m.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

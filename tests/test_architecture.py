@@ -161,8 +161,8 @@ def test_every_consumer_computes_the_same_pck():
     import torch
 
     from css_pose.heads2d import score_2d
-    from css_pose.linear_probe import compute_metrics
     from css_pose.methods.callbacks import score_probe
+    from css_pose.probe.model import compute_metrics
 
     rng = np.random.default_rng(3)
     gt = torch.from_numpy(rng.uniform(0, 32, (40, 17, 2)))

@@ -275,7 +275,8 @@ def test_labeled_in_memory_matches_the_loader(css_ckpt, tmp_path, target):
     and targets as the DataLoader gives, and for mirrored crops the targets
     mirror_frame_batch gives."""
     from css_pose.apps.support import make_loader, prepare_labeled_run
-    from css_pose.linear_probe import labeled_in_memory, mirror_frame_batch, targets_of
+    from css_pose.probe.batches import labeled_in_memory
+    from css_pose.probe.model import mirror_frame_batch, targets_of
 
     cfg_args = probe_args(css_ckpt, tmp_path, label_fraction=0.5, target=target)
     run = prepare_labeled_run(load_probe_config(cfg_args), cfg_args)
@@ -297,19 +298,20 @@ def test_labeled_in_memory_matches_the_loader(css_ckpt, tmp_path, target):
 
 def test_finetune_reads_the_loader_when_crops_do_not_fit(css_ckpt, tmp_path, monkeypatch):
     import css_pose.linear_probe as lp
+    import css_pose.probe.batches as batches
 
     used = []
-    for name in ("_memory_batches", "_encoder_batches"):
+    for name in ("memory_batches", "encoder_batches"):
         real = getattr(lp, name)
         monkeypatch.setattr(lp, name, lambda *a, _r=real, _n=name: used.append(_n) or _r(*a))
     args = probe_args(css_ckpt, tmp_path / "mem", encoder="finetune", epochs=2, label_fraction=0.3)
     in_memory = main(args)
-    assert used == ["_memory_batches"] * 2
+    assert used == ["memory_batches"] * 2
     used.clear()
-    monkeypatch.setattr(lp, "IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(batches, "IN_MEMORY_BYTES", 0)
     args = probe_args(css_ckpt, tmp_path / "dl", encoder="finetune", epochs=2, label_fraction=0.3)
     streamed = main(args)
-    assert used == ["_encoder_batches"] * 2
+    assert used == ["encoder_batches"] * 2
     assert in_memory["n_labeled"] == streamed["n_labeled"] > 0
     for r in (in_memory, streamed):
         assert len(r["train_loss"]) == 2 and all(loss > 0 for loss in r["train_loss"])

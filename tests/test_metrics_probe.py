@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from css_pose.linear_probe import compute_metrics, mirror_frame_batch, targets_of
 from css_pose.methods.callbacks import ridge_probe, score_probe
 from css_pose.metrics import body_frame, mpjpe, pck, pck_tight, root_relative, tight_box_size
+from css_pose.probe.model import compute_metrics, mirror_frame_batch, targets_of
 from css_pose.skeleton import flip_permutation
 
 
