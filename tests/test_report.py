@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from css_pose.report import ReportError, build_report, main, read_metrics
+from css_pose.report import ReportError, build_report, main
+from css_pose.run_plots import read_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ARTIFACTS = Path(__file__).parent / "artifacts"
