@@ -4,15 +4,15 @@ Generates (once) a crowd set: several people per video, occluders and motion blu
 a single-person heatmap head on every labelled training person from random init. Then, on the
 test videos, for each detector setting and seed:
 
-1. **boxes**: the true person boxes of each frame through :class:`css_pose.crowd.SimulatedDetector`
+1. **boxes**: the true person boxes of each frame through :class:`css_pose.data.simulated_detector.SimulatedDetector`
    (dropped, jittered and false boxes) or exact ("gt");
 2. **per-frame top-down**: each box cropped and run through the head (css-pose predict's code);
 3. **flow**: DIS flow between consecutive whole frames, both directions;
 4. **refinement**: :func:`css_pose.crowd.refine_poses`, offline (k frames each side) and online
-   (past frames only), and tracks (:func:`css_pose.crowd.assign_tracks`); offline also with the
+   (past frames only), and tracks (:func:`css_pose.tracking.assign_tracks`); offline also with the
    other fusions (the median of the keypoints, the average of the heatmaps).
 
-Scores (:func:`css_pose.crowd.oks_ap`): OKS AP over the 12 limb joints (COCO sigmas by joint
+Scores (:func:`css_pose.metrics.oks.oks_ap`): OKS AP over the 12 limb joints (COCO sigmas by joint
 name) of every test frame; the share of the people-frames the detector dropped that refinement
 recovered (a recovered person with OKS >= 0.5 to the dropped one); identity switches; frames/s of
 each stage (same run). Per-seed rows go to ``--out``/results.json.
@@ -33,21 +33,15 @@ import numpy as np
 import torch
 
 from css_pose.config import configure_threads
-from css_pose.crowd import (
-    FramePerson,
-    SimulatedDetector,
-    assign_tracks,
-    layout_sigmas,
-    match_people,
-    oks,
-    oks_ap,
-    refine_poses,
-)
+from css_pose.crowd import FramePerson, match_people, refine_poses
 from css_pose.data.index import index_videos
 from css_pose.data.loading import load_annotation
+from css_pose.data.simulated_detector import SimulatedDetector
 from css_pose.data.video import open_video
 from css_pose.flow import dense_flow
+from css_pose.metrics.oks import layout_sigmas, oks, oks_ap
 from css_pose.models.pose_model import load_pose_model
+from css_pose.tracking import assign_tracks
 from css_pose.video_pose import predict_chunk
 
 REPO = Path(__file__).resolve().parents[1]

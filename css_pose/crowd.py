@@ -1,24 +1,24 @@
 """Building blocks of multi-person pose in crowded video (shared/methods.md section 6, issue 19).
 
-- :func:`oks`: COCO's object keypoint similarity between two people.
 - :func:`match_people`: one-to-one matching of people across frames (Hungarian assignment on OKS
   or box IoU, with a minimum similarity).
 - :func:`propagate`: move poses from one frame to another with optical flow sampled at the joints.
-- :func:`fuse`: combine a person's candidate poses (its own and the propagated ones) into one.
-- :class:`SimulatedDetector`: ground-truth boxes made imperfect (dropped, jittered and false
-  boxes, each at a configurable rate) for benchmarking top-down pose without a trained detector.
-- :func:`oks_ap`: COCO keypoint AP (OKS 0.50:0.05:0.95) with faster-coco-eval, a maintained
-  re-implementation of pycocotools' evaluation (checked against pycocotools in the tests).
+- :func:`fuse` and :func:`fuse_heatmaps`: combine a person's candidate poses (its own and the
+  propagated ones) into one.
+- :func:`refine_poses`: the second pass over a video that does all three for every person.
+
+Elsewhere: OKS and COCO keypoint AP in :mod:`css_pose.metrics.oks`, track ids in
+:mod:`css_pose.tracking`, the simulated detector of the benchmarks in
+:mod:`css_pose.data.simulated_detector`.
 
 Coordinates are image px, keypoints (J, 2), boxes x1, y1, x2, y2 unless a docstring says
 otherwise. Sigmas are COCO's, mapped to the layout in use by joint name
-(:func:`layout_sigmas`).
+(:func:`css_pose.metrics.oks.layout_sigmas`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,37 +27,7 @@ import numpy as np
 import torch
 
 from css_pose.codecs.heatmap import refine_peaks
-from css_pose.layouts import Layout, get_layout
-
-
-def layout_sigmas(layout: str | Layout) -> tuple[np.ndarray, np.ndarray]:
-    """(sigmas (J,), scored (J,) bool) of ``layout``: COCO's OKS sigma of each joint that COCO-17
-    has by name, and which joints those are. The others (e.g. css_pose's pelvis or head top)
-    have no COCO sigma; OKS and AP leave them out."""
-    lay, coco = get_layout(layout), get_layout("coco17")
-    sigmas = np.zeros(len(lay), np.float64)
-    scored = np.zeros(len(lay), bool)
-    for j, name in enumerate(lay.joints):
-        if name in coco.joints:
-            sigmas[j] = coco.sigmas[coco.joints.index(name)]
-            scored[j] = True
-    return sigmas, scored
-
-
-def oks(
-    pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, area: float, sigmas: np.ndarray
-) -> float:
-    """COCO's object keypoint similarity: the mean over the joints labelled in ``gt``
-    (``visible`` > 0 and ``sigmas`` > 0) of exp(-d^2 / (2 area k^2)), k = 2 sigma, d in px and
-    ``area`` the person's segment area in px^2 (COCO uses the mask area; box area works for
-    boxes). Returns 0 when no joint is labelled."""
-    use = (np.asarray(visible) > 0) & (np.asarray(sigmas) > 0)
-    if not use.any():
-        return 0.0
-    d2 = ((np.asarray(pred, np.float64) - np.asarray(gt, np.float64)) ** 2).sum(-1)[use]
-    k2 = (2 * np.asarray(sigmas, np.float64)[use]) ** 2
-    e = d2 / (2 * max(float(area), np.spacing(1)) * k2)
-    return float(np.exp(-e).mean())
+from css_pose.metrics.oks import oks
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -238,102 +208,6 @@ def fuse_heatmaps(
 
 
 @dataclass
-class SimulatedDetector:
-    """Ground-truth person boxes made imperfect, for benchmarks.
-
-    Each true box is dropped with probability ``drop``; a kept box has each side moved by a
-    normal draw of ``jitter`` x its width / height; each frame gets a false box (random size
-    and place, score drawn from the false scores' range) with probability ``false``. Scores:
-    kept boxes U(0.6, 1.0), false boxes U(0.3, 0.7). Deterministic for a ``seed`` and frame.
-    """
-
-    drop: float = 0.1
-    jitter: float = 0.05
-    false: float = 0.05
-    seed: int = 0
-
-    def __call__(self, frame: int, boxes: np.ndarray, width: int, height: int) -> np.ndarray:
-        """(K, 5) x1 y1 x2 y2 score boxes of ``frame`` from its true boxes (P, 4)."""
-        rng = np.random.default_rng([self.seed, frame])
-        out = []
-        for box in np.asarray(boxes, np.float64).reshape(-1, 4):
-            keep, noise, score = rng.random() >= self.drop, rng.normal(size=4), rng.uniform(0.6, 1)
-            if not keep:
-                continue
-            w, h = box[2] - box[0], box[3] - box[1]
-            moved = box + self.jitter * noise * np.array([w, h, w, h])
-            moved[[0, 2]] = np.clip(np.sort(moved[[0, 2]]), 0, width)
-            moved[[1, 3]] = np.clip(np.sort(moved[[1, 3]]), 0, height)
-            out.append([*moved, score])
-        if rng.random() < self.false:
-            w, h = rng.uniform(0.1, 0.5) * width, rng.uniform(0.2, 0.8) * height
-            x, y = rng.uniform(0, width - w), rng.uniform(0, height - h)
-            out.append([x, y, x + w, y + h, rng.uniform(0.3, 0.7)])
-        return np.asarray(out, np.float64).reshape(-1, 5)
-
-
-def oks_ap(
-    gt_images: Sequence[dict],
-    gt_people: Sequence[dict],
-    results: Sequence[dict],
-    sigmas: np.ndarray,
-) -> dict[str, float]:
-    """COCO keypoint AP of ``results`` against ground truth, with faster-coco-eval.
-
-    Args:
-        gt_images: ``{"id", "width", "height"}`` per image (frame).
-        gt_people: ``{"image_id", "keypoints" [x, y, v] * J, "bbox" [x, y, w, h], "area"}``
-            per labelled person (``id`` and ``iscrowd`` are filled in); a person with no
-            labelled joint is ignored, as COCO does.
-        results: ``{"image_id", "keypoints" [x, y, score] * J, "score"}`` per predicted person.
-        sigmas: (J,) OKS sigmas (:func:`layout_sigmas`); joints with sigma 0 are not scored
-            (their ground-truth flags are set to 0).
-
-    Returns ``AP`` (OKS 0.50:0.05:0.95), ``AP50``, ``AP75``, ``AR``; all -1 with no ground
-    truth person (COCO's convention).
-    """
-    from faster_coco_eval import COCO, COCOeval_faster
-
-    sigmas = np.asarray(sigmas, np.float64)
-    joints = len(sigmas)
-    unscored = np.flatnonzero(sigmas <= 0)
-    people = []
-    for n, p in enumerate(gt_people):
-        kp = np.asarray(p["keypoints"], np.float64).reshape(joints, 3).copy()
-        kp[unscored] = 0.0
-        people.append(
-            {
-                "id": n + 1,
-                "image_id": int(p["image_id"]),
-                "category_id": 1,
-                "keypoints": kp.reshape(-1).tolist(),
-                "num_keypoints": int((kp[:, 2] > 0).sum()),
-                "bbox": [float(v) for v in p["bbox"]],
-                "area": float(p["area"]),
-                "iscrowd": 0,
-            }
-        )
-    dataset = {
-        "images": [dict(im) for im in gt_images],
-        "annotations": people,
-        "categories": [{"id": 1, "name": "person", "keypoints": [str(j) for j in range(joints)]}],
-    }
-    if not results or not people:
-        return {"AP": -1.0, "AP50": -1.0, "AP75": -1.0, "AR": -1.0}
-    # It prints its tables; joints with sigma 0 divide by zero there, on flags that are 0.
-    with contextlib.redirect_stdout(io.StringIO()), np.errstate(divide="ignore", invalid="ignore"):
-        gt = COCO(dataset)
-        dt = gt.loadRes([{**r, "category_id": 1} for r in results])
-        ev = COCOeval_faster(gt, dt, iouType="keypoints", kpt_oks_sigmas=sigmas)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    stats = ev.stats
-    return {"AP": float(stats[0]), "AP50": float(stats[1]), "AP75": float(stats[2]),
-            "AR": float(stats[5])}  # fmt: skip
-
-
-@dataclass
 class FramePerson:
     """One person in one frame: keypoints (J, 2) frame px, scores (J,), box (4,) x1 y1 x2 y2,
     ``score`` (the box's or the pose's), ``track`` id (-1 before tracking), ``recovered``: made by
@@ -506,66 +380,3 @@ def _recovered(
         score = decay * float(np.mean([g[3].score for g in group]))
         people.append(FramePerson(kp, sc, box, score, recovered=True))
     return people
-
-
-@dataclass
-class _Track:
-    keypoints: np.ndarray
-    id: int
-    missed: int = 0
-
-
-class Tracker:
-    """Track ids frame by frame. Each live track's last pose is matched to the new frame's
-    people by OKS (Hungarian, at least ``min_oks``): a matched person takes the track's id; the
-    others start new tracks. A track that finds no one stays alive for ``max_missed`` frames,
-    so a person missed for a frame or two keeps their id (on the crowd benchmark: 333 identity
-    switches instead of 435 with the simulated detector, 135 instead of 141 with true boxes).
-    Carrying the tracks' poses along the optical flow before matching was measured worse
-    (468 and 209) and is not done."""
-
-    def __init__(self, sigmas: np.ndarray, min_oks: float = 0.3, max_missed: int = 3):
-        self.sigmas, self.min_oks, self.max_missed = sigmas, min_oks, max_missed
-        self.tracks: list[_Track] = []
-        self.count = 0
-
-    def update(self, people: list[FramePerson]) -> None:
-        """Set ``track`` of each of ``people`` (the next frame's), in place."""
-        pairs = match_people(
-            [t.keypoints for t in self.tracks],
-            [p.keypoints for p in people],
-            "oks",
-            self.sigmas,
-            self.min_oks,
-        )
-        taken = {j: i for i, j in pairs}
-        old = len(self.tracks)
-        for j, person in enumerate(people):
-            if j in taken:
-                track = self.tracks[taken[j]]
-                track.keypoints, track.missed = person.keypoints, 0
-            else:
-                track = _Track(person.keypoints, self.count)
-                self.tracks.append(track)
-                self.count += 1
-            person.track = track.id
-        matched = set(taken.values())
-        live = []
-        for i, track in enumerate(self.tracks):
-            if i < old and i not in matched:
-                track.missed += 1
-                if track.missed > self.max_missed:
-                    continue
-            live.append(track)
-        self.tracks = live
-
-
-def assign_tracks(
-    frames: Sequence[list[FramePerson]], sigmas: np.ndarray, min_oks: float = 0.3
-) -> int:
-    """Give every person a ``track`` id, in place (:class:`Tracker`, frame after frame).
-    Returns the number of tracks."""
-    tracker = Tracker(sigmas, min_oks)
-    for people in frames:
-        tracker.update(people)
-    return tracker.count

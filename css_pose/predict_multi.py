@@ -9,7 +9,7 @@ and tracked (shared/methods.md section 6; the parts are in :mod:`css_pose.crowd`
    detector missed in t but found around it are recovered (:func:`~css_pose.crowd.refine_poses`).
    The video is decoded twice, and only 2k + 2 frames and their flows are held at a time.
 3. **Tracks**: ids carried from frame to frame by OKS; a track missed for up to 3 frames
-   keeps its id (:class:`~css_pose.crowd.Tracker`).
+   keeps its id (:class:`~css_pose.tracking.Tracker`).
 
 Writes into ``--out``: ``keypoints.json`` (COCO keypoint results with ``track_id`` and
 ``recovered``), ``posetrack.json`` (a PoseTrack-2018-style annotation file: every frame an
@@ -31,13 +31,15 @@ import torch
 from tqdm import tqdm
 
 from css_pose.artifacts.atomic import write_json
-from css_pose.crowd import FUSIONS, FramePerson, Tracker, layout_sigmas, refine_poses
+from css_pose.crowd import FUSIONS, FramePerson, refine_poses
 from css_pose.data.coco import CocoImage, CocoPerson, write_coco
 from css_pose.data.video import VideoReadError, VideoStream, VideoWriter
 from css_pose.flow import dense_flow
 from css_pose.layouts import CANONICAL
+from css_pose.metrics.oks import layout_sigmas
 from css_pose.models.pose_model import load_pose_model
 from css_pose.skeleton import NUM_JOINTS
+from css_pose.tracking import Tracker
 from css_pose.video_pose import load_detections, predict_chunk
 from css_pose.viz import draw_skeleton
 

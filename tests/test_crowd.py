@@ -9,17 +9,10 @@ import io
 import numpy as np
 import pytest
 
-from css_pose.crowd import (
-    SimulatedDetector,
-    box_iou,
-    fuse,
-    layout_sigmas,
-    match_people,
-    oks,
-    oks_ap,
-    propagate,
-)
+from css_pose.crowd import box_iou, fuse, match_people, propagate
+from css_pose.data.simulated_detector import SimulatedDetector
 from css_pose.layouts import get_layout
+from css_pose.metrics.oks import layout_sigmas, oks, oks_ap
 
 RNG = np.random.default_rng(0)
 
@@ -268,7 +261,8 @@ def _moving_people(frames: int = 6, drop: tuple[int, int] = (3, 1), noise: float
 
 
 def test_refinement_recovers_a_missed_person_and_averages_noise():
-    from css_pose.crowd import assign_tracks, refine_poses
+    from css_pose.crowd import refine_poses
+    from css_pose.tracking import assign_tracks
 
     sigmas, _ = layout_sigmas("coco17")
     truth, seen, fwd, bwd = _moving_people()
