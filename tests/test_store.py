@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 from video_fixtures import make_video_set
 
-from css_pose.data import store as store_module
+from css_pose.data import store_build as store_module
 from css_pose.data.datamodule import VideoDataModule
 from css_pose.data.dataset import VideoClipDataset
 from css_pose.data.index import index_videos

@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from css_pose.artifacts.atomic import atomic_path
-from css_pose.data.store import _digest
+from css_pose.data.store import digest
 from css_pose.models.temporal_pose import clip_frame_indices, crop_clip_flows
 
 
@@ -68,7 +68,7 @@ def flow_cache_path(dataset, clips: list[tuple[int, int, np.ndarray]], preset: s
             for k, _, idx in clips
         ],
     }
-    return store.directory / FLOW_CACHE_DIR / f"{_digest(store.key)}-{_digest(key)}.npy"
+    return store.directory / FLOW_CACHE_DIR / f"{digest(store.key)}-{digest(key)}.npy"
 
 
 def _read_cached_flows(path: Path | None, shape: tuple[int, ...]) -> torch.Tensor | None:
