@@ -19,7 +19,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -43,8 +42,9 @@ from css_pose.methods.loggers import build_loggers, finish_loggers
 from css_pose.metrics import pck_tight
 from css_pose.models.heads.cost import head_cost
 from css_pose.models.pose_model import PoseModel, build_head, predict, save_pose_model
+from css_pose.sheets import heatmap_sheet, overlay_sheet
 from css_pose.skeleton import JOINT_GROUPS
-from css_pose.viz import contact_sheet, draw_skeleton, heatmap_overlay, save_png
+from css_pose.viz import save_png
 
 HELP = """usage: python train_head.py ckpt=PATH|none [key=value ...]
 
@@ -162,37 +162,6 @@ def score_2d(
         hits = (per_joint[idx].nan_to_num(0.0) * counts[idx]).sum()
         out[f"pck@0.1/{group}"] = float(hits / seen) if seen > 0 else float("nan")
     return out
-
-
-def overlay_sheet(frames, pred, gt, visible, ncols: int = 6) -> np.ndarray:
-    """Pairs of tiles per crop: prediction, then ground truth, drawn at 3x size. (H, W, 3) uint8."""
-    tiles, labels = [], []
-    for img, p, g, v in zip(frames, pred, gt, visible, strict=True):
-        big = np.kron(
-            (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8),
-            np.ones((3, 3, 1), np.uint8),
-        )
-        tiles.append(draw_skeleton(big, p.numpy() * 3 + 1, v.numpy()))
-        tiles.append(draw_skeleton(big, g.numpy() * 3 + 1, v.numpy()))
-        labels += ["pred", "gt"]
-    return contact_sheet(tiles, ncols=ncols * 2, labels=labels)
-
-
-def heatmap_sheet(frames: torch.Tensor, heatmaps: torch.Tensor, ncols: int = 6) -> np.ndarray:
-    """Each crop (B, 3, S, S) in [0, 1] under its heatmaps (B, J, h, w), max over joints, each
-    crop's map scaled to its own peak, as a JET colour overlay at 3x size. (H, W, 3) uint8."""
-    tiles = [
-        heatmap_overlay(enlarge(img), hm.amax(0).numpy())
-        for img, hm in zip(frames, heatmaps.float())
-    ]
-    return contact_sheet(tiles, ncols=ncols)
-
-
-def enlarge(image: torch.Tensor, scale: int = 3) -> np.ndarray:
-    """A crop (3, H, W) in [0, 1] as (scale H, scale W, 3) uint8 RGB, nearest-neighbour."""
-    height, width = image.shape[-2:]
-    pixels = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    return cv2.resize(pixels, (width * scale, height * scale), interpolation=cv2.INTER_NEAREST)
 
 
 def load_labeled(dataset, like, batch_size: int) -> tuple[torch.Tensor, ...]:

@@ -20,7 +20,6 @@ import json
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from einops import rearrange
@@ -39,7 +38,7 @@ from css_pose.config import ConfigError
 from css_pose.data.clips import Clips, load_clips
 from css_pose.flip import mirror_batch, mirror_flows
 from css_pose.flow import DIS_PRESETS
-from css_pose.heads2d import HeadRun, enlarge, format_result, heatmap_sheet, overlay_sheet, score_2d
+from css_pose.heads2d import HeadRun, format_result, score_2d
 from css_pose.methods.loggers import build_loggers, finish_loggers
 from css_pose.models.pose_model import build_head, save_pose_model
 from css_pose.models.temporal_pose import (
@@ -47,17 +46,17 @@ from css_pose.models.temporal_pose import (
     predict_clip,
     temporal_cost,
 )
-from css_pose.skeleton import JOINT_GROUPS, JOINT_NAMES
-from css_pose.viz import contact_sheet, heatmap_overlay, save_png
+from css_pose.sheets import heatmap_sheet, overlay_sheet, temporal_strip
+from css_pose.skeleton import JOINT_GROUPS
+from css_pose.viz import save_png
 
 TEMPORAL_CHOICES = {
     "pooling": ("parametric", "average", "none"),
     "flow_preset": tuple(DIS_PRESETS),
 }
 TEMPORAL_FLAGS = ("warp", "input_flow", "neighbour_labels")
-# The strip picture (images/temporal_strip.png): test clips shown, px of its title band.
+# The strip picture (images/temporal_strip.png): test clips shown.
 STRIP_CLIPS = 4
-STRIP_HEADER = 16
 
 
 # --- config ---------------------------------------------------------------------------------------
@@ -304,79 +303,6 @@ def _save_images(model, clips: Clips, pred, gt, visible, cfg, run_dir: Path, dev
             heatmap_sheet(centre, heat.cpu(), ncols=cfg.num_images // 2 or 1),
         ),
     }
-
-
-def temporal_strip(
-    model: TemporalPoseModel, clip: torch.Tensor, flows: torch.Tensor, joint: int, step: int = 1
-) -> np.ndarray:
-    """What the flow did, one row per clip, for one joint, tiles at 3x the crop size.
-
-    Each row: the T = 2n + 1 crops (t - n*step .. t + n*step); each frame's own heatmap on its
-    crop; each neighbour's heatmap warped onto the centre frame (:meth:`TemporalPoseModel.align`;
-    unwarped with ``warp=False``) on the centre crop; the pooled heatmap on the centre crop. The
-    per-frame and warped maps of a row share one colour scale (the per-frame maps' min .. max),
-    so the masked cells of a neighbour warped from outside its crop show blue; the pooled map has
-    its own. A white cross marks each map's peak. A header line names the joint and the column
-    groups.
-
-    Args:
-        model: a pooling model (not ``input_flow``: it has no per-frame maps), put in eval mode.
-        clip: (B, T, 3, S, S) in [0, 1]; flows: (B, T, 2, S, S) px; joint: skeleton index;
-            step: frames between neighbours, for the labels.
-    Returns:
-        (STRIP_HEADER + B x 3S, 3T x 3S, 3) uint8 RGB.
-    """
-    model.eval()
-    with torch.no_grad():
-        out = model(clip, flows)
-        frame_maps = out["frame_stages"][-1]  # (B, T, J, h, w)
-        own = frame_maps[:, :, joint].cpu().numpy()  # (B, T, h, w)
-        aligned = model.align(frame_maps, flows)[0][:, :, joint].cpu().numpy()
-        pooled = out["heatmaps"][:, joint].cpu().numpy()  # (B, h, w)
-    tiles = []
-    for b in range(len(clip)):
-        tiles += _strip_row(clip[b].cpu(), own[b], aligned[b], pooled[b], model.centre)
-    labels = _strip_labels(model.centre, step, model.warp) * len(clip)
-    sheet = contact_sheet(tiles, ncols=3 * model.num_frames, labels=labels)
-    moved = "warped onto t" if model.warp else "unwarped"
-    title = (
-        f"{JOINT_NAMES[joint]}: crops | per-frame heatmaps | neighbours {moved} (on crop t) | "
-        f"{model.pooling} pooled"
-    )
-    return np.concatenate([_header(title, sheet.shape[1]), sheet])
-
-
-def _strip_row(clip, own, aligned, pooled, centre: int) -> list[np.ndarray]:
-    """The 3T tiles of one :func:`temporal_strip` row: clip (T, 3, S, S) in [0, 1], one joint's
-    per-frame maps ``own`` and warped maps ``aligned`` (T, h, w), ``pooled`` (h, w)."""
-    crops = [enlarge(f) for f in clip]
-    scale = {"peak": float(own.max()), "floor": float(own.min()), "mark": True}
-    return (
-        crops
-        + [heatmap_overlay(crop, m, **scale) for crop, m in zip(crops, own)]
-        + [heatmap_overlay(crops[centre], m, **scale) for k, m in enumerate(aligned) if k != centre]
-        + [heatmap_overlay(crops[centre], pooled, mark=True, floor=float(pooled.min()))]
-    )
-
-
-def _strip_labels(centre: int, step: int, warped: bool) -> list[str]:
-    """Tile captions of one :func:`temporal_strip` row."""
-    names = [f"t{(k - centre) * step:+d}" if k != centre else "t" for k in range(2 * centre + 1)]
-    moved = "warped" if warped else "as is"
-    return (
-        [f"crop {n}" for n in names]
-        + [f"heat {n}" for n in names]
-        + [f"{n} {moved}" for n in names if n != "t"]
-        + ["pooled t"]
-    )
-
-
-def _header(text: str, width: int) -> np.ndarray:
-    """(STRIP_HEADER, width, 3) uint8: white text on black."""
-    band = np.zeros((STRIP_HEADER, width, 3), np.uint8)
-    cv2.putText(band, text, (4, STRIP_HEADER - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                (255, 255, 255), 1, cv2.LINE_AA)  # fmt: skip
-    return band
 
 
 def _save_strip(model, clips: Clips, cfg, run_dir: Path, device) -> dict:

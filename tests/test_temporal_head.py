@@ -27,8 +27,9 @@ from css_pose.heads2d import HeadRun, load_head_config, main, run_head
 from css_pose.models.encoders import build_encoder
 from css_pose.models.pose_model import PoseModel, build_head, load_pose_model
 from css_pose.models.temporal_pose import TemporalPoseModel, clip_frame_indices, predict_clip
+from css_pose.sheets import STRIP_HEADER
 from css_pose.skeleton import flip_permutation
-from css_pose.temporal2d import STRIP_CLIPS, STRIP_HEADER, mirror_clips, temporal_loss
+from css_pose.temporal2d import STRIP_CLIPS, mirror_clips, temporal_loss
 
 
 @pytest.fixture(scope="module")
