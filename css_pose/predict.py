@@ -139,23 +139,13 @@ def run_predict(
     )
     layout = get_layout(layout).name
     model, codec, payload = load_pose_model(model_path, dev)
-    # Joints without a single visible training label (the pelvis of a model trained on COCO-17
-    # labels) are not reported: score 0 at (0, 0), not drawn.
-    untrained = ~np.asarray(payload.get("trained_joints", [True] * NUM_JOINTS), bool)
     lifter = None
     if lifter_path is not None:
         from css_pose.models.lifter_model import load_lifter
 
         lifter, lifter_payload = load_lifter(lifter_path)
     boxes = load_detections(boxes_path, min_box_score) if boxes_path else None
-    crop = (boxes, payload["crop"]["box_pad"], payload["crop"]["size"], dev, flip_test)
-    temporal = payload.get("temporal")
-    if payload.get("dkd"):
-        stream = DKDFrames(model, codec, payload, *crop[:4])
-    elif temporal:
-        stream = ClipStream(model, codec, *crop, temporal["step"], temporal["flow_preset"])
-    else:
-        stream = SingleFrames(model, codec, *crop)
+    stream = _frame_stream(model, codec, payload, boxes, dev, flip_test)
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -166,49 +156,93 @@ def run_predict(
             f"{err}. Check the path; if the file plays elsewhere, re-encode it "
             "(ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4) and pass OUT.mp4"
         ) from err
-    writer = VideoWriter(out / "overlay.mp4", source.width, source.height, source.fps)
-    entries: list[dict] = []
-    best: dict[int, Person] = {}  # frame -> best-scoring person, for the lifter
-    missing: list[int] = []  # frame indices that did not decode
-    written = 0  # overlay frames written: the next frame index
-    bar = tqdm(
-        total=source.reported_frames or None, unit="frame", desc="predict", disable=not progress,
-        file=sys.stderr,
-    )  # fmt: skip
+    overlay = _Overlay(out / "overlay.mp4", source, payload, layout, progress)
+    try:
+        with overlay.writer:
+            for ready, people in predict_stream(
+                _note_gaps(source.frames(), overlay.missing), stream, chunk
+            ):
+                overlay.write(ready, people)
+            if overlay.written == 0:
+                raise VideoReadError(f"{video}: no decodable frames")
+    finally:
+        overlay.bar.close()
+        source.close()
 
-    def write(ready: Ready, people: list[Person]) -> None:
-        nonlocal written
-        drawn = ready.image
+    meta = _meta(
+        video, model_path, boxes_path, boxes, source, payload, stream, overlay, layout,
+        lifted=lifter is not None,
+    )  # fmt: skip
+    for warning in meta["warnings"]:
+        print(f"[css_pose] warning: {warning}", file=sys.stderr)
+    write_json(out / "keypoints.json", overlay.entries)
+
+    if lifter is not None:
+        write_pose3d(lifter, lifter_path, lifter_payload, overlay.best, overlay.missing,
+                     overlay.written, source, out, progress)  # fmt: skip
+        meta["outputs"].update({"pose3d": "pose3d.json", "pose3d_video": "pose3d.mp4"})
+    write_json(out / "meta.json", meta)
+    meta["first_people"] = overlay.entries[:3]
+    return meta
+
+
+def _frame_stream(model, codec, payload: dict, boxes, device, flip_test: bool):
+    """The per-frame, clip (temporal head) or DKD state that ``predict_stream`` drives."""
+    crop = (boxes, payload["crop"]["box_pad"], payload["crop"]["size"], device, flip_test)
+    temporal = payload.get("temporal")
+    if payload.get("dkd"):
+        return DKDFrames(model, codec, payload, *crop[:4])
+    if temporal:
+        return ClipStream(model, codec, *crop, temporal["step"], temporal["flow_preset"])
+    return SingleFrames(model, codec, *crop)
+
+
+class _Overlay:
+    """overlay.mp4 written frame by frame, with the COCO entries, each frame's best-scoring person
+    (for the lifter) and the indices of frames that did not decode, gathered on the way."""
+
+    def __init__(self, path: Path, source: VideoStream, payload: dict, layout: str, progress: bool):
+        self.writer = VideoWriter(path, source.width, source.height, source.fps)
+        self.source, self.layout = source, layout
+        # Joints without a single visible training label (the pelvis of a model trained on
+        # COCO-17 labels) are not reported: score 0 at (0, 0), not drawn.
+        trained = payload.get("trained_joints", [True] * NUM_JOINTS)
+        self.untrained = ~np.asarray(trained, bool)
+        self.entries: list[dict] = []
+        self.best: dict[int, Person] = {}  # frame -> best-scoring person, for the lifter
+        self.missing: list[int] = []  # frame indices that did not decode
+        self.written = 0  # overlay frames written: the next frame index
+        self.bar = tqdm(
+            total=source.reported_frames or None, unit="frame", desc="predict",
+            disable=not progress, file=sys.stderr,
+        )  # fmt: skip
+
+    def write(self, ready: Ready, people: list[Person]) -> None:
+        drawn, untrained = ready.image, self.untrained
         for person in people:
             person.keypoints[untrained], person.scores[untrained] = 0.0, 0.0
-            entries.append(coco_entry(person, layout, ~untrained))
-            if person.frame not in best or person.box_score > best[person.frame].box_score:
-                best[person.frame] = person
+            self.entries.append(coco_entry(person, self.layout, ~untrained))
+            best = self.best.get(person.frame)
+            if best is None or person.box_score > best.box_score:
+                self.best[person.frame] = person
             shown = person.keypoints.astype(np.float64)
             shown[untrained] = np.nan  # draw_skeleton skips them and their bones
             drawn = draw_skeleton(drawn, shown)
         # A frame that did not decode stays in the overlay as a black frame, so that overlay
         # frame i is input frame i.
-        for _ in range(written, ready.index):
-            writer.write(np.zeros((source.height, source.width, 3), np.uint8))
-        writer.write(drawn)
-        bar.update(ready.index + 1 - written)
-        written = ready.index + 1
+        for _ in range(self.written, ready.index):
+            self.writer.write(np.zeros((self.source.height, self.source.width, 3), np.uint8))
+        self.writer.write(drawn)
+        self.bar.update(ready.index + 1 - self.written)
+        self.written = ready.index + 1
 
-    try:
-        with writer:
-            for ready, people in predict_stream(
-                _note_gaps(source.frames(), missing), stream, chunk
-            ):
-                write(ready, people)
-            if written == 0:
-                raise VideoReadError(f"{video}: no decodable frames")
-    finally:
-        bar.close()
-        source.close()
 
-    n_frames = written
-    unused = sorted(f for f in (boxes or {}) if f >= n_frames)
+def _meta(
+    video, model_path, boxes_path, boxes, source: VideoStream, payload: dict, stream,
+    overlay: _Overlay, layout: str, lifted: bool,
+) -> dict:  # fmt: skip
+    """meta.json's content (module docstring), with a warning per problem met on the way."""
+    n_frames, missing = overlay.written, overlay.missing
     meta = {
         "video": str(video),
         "model": str(model_path),
@@ -220,16 +254,16 @@ def run_predict(
         "fps": float(source.fps),
         "joints": list(get_layout(layout).joints),
         "layout": layout,  # css_pose.layouts: read keypoints.json with this layout
-        "untrained_joints": [n for n, u in zip(JOINT_NAMES, untrained, strict=True) if u],
+        "untrained_joints": [n for n, u in zip(JOINT_NAMES, overlay.untrained, strict=True) if u],
         "boxes": str(boxes_path) if boxes_path else "whole frame",
-        "people": len(entries),
-        "frames_with_people": len(best),
+        "people": len(overlay.entries),
+        "frames_with_people": len(overlay.best),
         "model_test_metrics": payload.get("metrics", {}),
         "outputs": {"keypoints": "keypoints.json", "overlay": "overlay.mp4"},
         "warnings": [],
     }
-    if temporal:
-        meta["temporal"] = temporal_meta(temporal, stream)
+    if payload.get("temporal"):
+        meta["temporal"] = temporal_meta(payload["temporal"], stream)
     if payload.get("dkd"):
         section = payload["dkd"]
         meta["dkd"] = {
@@ -245,26 +279,17 @@ def run_predict(
             f"{_ranges(missing)}; they are marked missing (no keypoints, black overlay frames), "
             "later frames keep their own index"
         )
-    if lifter is not None and untrained.any():
+    if lifted and overlay.untrained.any():
         meta["warnings"].append(
             f"the model was never trained on {', '.join(meta['untrained_joints'])}; the lifter "
             "gets them as (0, 0), so its 3D is unreliable"
         )
+    unused = sorted(f for f in (boxes or {}) if f >= n_frames)
     if unused:
         meta["warnings"].append(
             f"{len(unused)} detections name frames past the video's end (first: {unused[0]}); "
             "image_id must be the 0-based frame index"
         )
-    for warning in meta["warnings"]:
-        print(f"[css_pose] warning: {warning}", file=sys.stderr)
-    write_json(out / "keypoints.json", entries)
-
-    if lifter is not None:
-        write_pose3d(lifter, lifter_path, lifter_payload, best, missing, n_frames, source, out,
-                     progress)  # fmt: skip
-        meta["outputs"].update({"pose3d": "pose3d.json", "pose3d_video": "pose3d.mp4"})
-    write_json(out / "meta.json", meta)
-    meta["first_people"] = entries[:3]
     return meta
 
 

@@ -15,7 +15,7 @@ from css_pose.artifacts.runs import run_folder
 from css_pose.config import ConfigError, compose_config, parse_cli, run_friendly
 from css_pose.data.setup import build_datamodule, prepare_data
 from css_pose.methods.data import LightningData
-from css_pose.methods.loggers import build_loggers, close_loggers
+from css_pose.methods.loggers import build_loggers, close_loggers, log_summary
 
 RUN_DIR_ENV = "CSS_POSE_RUN_DIR"
 HELP = """usage: python train.py [key=value ...]
@@ -108,19 +108,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg, argv = parse_cli(argv, HELP, load_config)
     if cfg is None:
         return {}
-
-    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
-
     from css_pose.methods import build_method
-    from css_pose.methods.callbacks import (
-        MIN_PROBE_VIDEOS,
-        AtomicCheckpointIO,
-        MediaLogger,
-        OnlineProbe,
-        SaveOnInterrupt,
-        skeleton_sheet,
-    )
-    from css_pose.viz import save_png
+    from css_pose.methods.callbacks import AtomicCheckpointIO
 
     root = prepare_data(cfg)  # a bad data.root fails here, before a run folder exists
     run_dir = resolve_run_dir(cfg)
@@ -135,23 +124,74 @@ def main(argv: list[str] | None = None) -> dict:
     dm = build_datamodule(cfg, root)
     dm.setup("fit")
     if is_rank0:
-        print(describe_index(dm))
-        sheet = run_dir / "images" / "contact_sheet.png"
-        save_png(sheet, skeleton_sheet(next(iter(dm.train_dataloader())), ncols=8))
-        print(f"[css_pose] contact sheet of training samples with their skeletons: {sheet}")
+        _show_training_samples(dm, run_dir)
+    probe_on = _probe_enabled(cfg, dm, root, is_rank0)
+    method = build_method(cfg)
+    hparams = OmegaConf.to_container(cfg, resolve=True)
+    method.run_config = hparams
+    callbacks, probe = _callbacks(cfg, dm, run_dir, probe_on)
+    trainer_kwargs = {k: v for k, v in OmegaConf.to_container(cfg.trainer).items() if v is not None}
+    trainer = pl.Trainer(
+        **trainer_kwargs,
+        default_root_dir=str(run_dir),
+        logger=build_loggers(cfg, run_dir, hparams),
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        # The datamodule's sampler shards by rank itself and knows the resumed epoch.
+        use_distributed_sampler=False,
+    )
+    t0 = time.perf_counter()
+    trainer.fit(method, datamodule=LightningData(dm), ckpt_path=cfg.resume)
+    ckpt_dir = run_dir / "checkpoints"
+    summary = {
+        "run_dir": str(run_dir),
+        "data_root": str(root),
+        "method": cfg.method.name,
+        "encoder": cfg.model.name,
+        "global_step": trainer.global_step,
+        "train_seconds": round(time.perf_counter() - t0, 1),
+        "last_checkpoint": str(ckpt_dir / "last.ckpt"),
+        "best_checkpoint": str(ckpt_dir / "best.ckpt") if probe_on else None,
+        "probe_initial": probe.initial,
+        "probe_final": probe.latest,
+    }
+    if trainer.is_global_zero:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        print(format_summary(summary))
+        columns, rows = summary_table(summary)
+        values = {f"summary/{k}": summary[k] for k in ("global_step", "train_seconds")}
+        log_summary(trainer.loggers, "summary/probe", columns, rows, values)
+    close_loggers(trainer.loggers)
+    return summary
 
-    probe_on = cfg.probe.enabled
-    labelled_val = sum(v.labeled for v in dm.label_index.split("val", dm.val_fraction))
-    if probe_on and dm.labels_path is not None:
-        probe_on = False
+
+def _show_training_samples(dm, run_dir: Path) -> None:
+    """Print the dataset statistics and save a contact sheet of training samples."""
+    from css_pose.methods.callbacks import skeleton_sheet
+    from css_pose.viz import save_png
+
+    print(describe_index(dm))
+    sheet = run_dir / "images" / "contact_sheet.png"
+    save_png(sheet, skeleton_sheet(next(iter(dm.train_dataloader())), ncols=8))
+    print(f"[css_pose] contact sheet of training samples with their skeletons: {sheet}")
+
+
+def _probe_enabled(cfg: DictConfig, dm, root: Path, is_rank0: bool) -> bool:
+    """Whether the online probe (and best.ckpt) can run; a notice says why when it cannot."""
+    from css_pose.methods.callbacks import MIN_PROBE_VIDEOS
+
+    if not cfg.probe.enabled:
+        return False
+    if dm.labels_path is not None:
         if is_rank0:
             print(
                 f"[css_pose] notice: with data.labels the online probe and best.ckpt are off: "
                 f"they score 3D and select on it, and {dm.labels_path.name} holds 2D labels; "
                 "score the checkpoint with train_head.py or linear_probe.py target=2d"
             )
-    if probe_on and labelled_val < MIN_PROBE_VIDEOS:
-        probe_on = False
+        return False
+    labelled_val = sum(v.labeled for v in dm.label_index.split("val", dm.val_fraction))
+    if labelled_val < MIN_PROBE_VIDEOS:
         if is_rank0:
             source = f"labels in {dm.labels_path}" if dm.labels_path else ".npz labels"
             print(
@@ -161,12 +201,19 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{MIN_PROBE_VIDEOS} validation videos); training, last.ckpt, reconstructions "
                 "and swap grids do not need labels and stay on"
             )
-    media_split = "val" if dm.index.split("val", dm.val_fraction) else "train"
+        return False
+    return True
 
-    method = build_method(cfg)
-    hparams = OmegaConf.to_container(cfg, resolve=True)
-    method.run_config = hparams
+
+def _callbacks(cfg: DictConfig, dm, run_dir: Path, probe_on: bool) -> tuple[list, object]:
+    """The training callbacks (probe first when on; checkpoints "last", rewritten every epoch,
+    and "best", following the online-probe MPJPE) and the online probe."""
+    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+
+    from css_pose.methods.callbacks import MediaLogger, OnlineProbe, SaveOnInterrupt
+
     ckpt_dir = run_dir / "checkpoints"
+    media_split = "val" if dm.index.split("val", dm.val_fraction) else "train"
     probe = OnlineProbe(
         dm.probe_dataloader,
         alphas=list(cfg.probe.alphas),
@@ -184,11 +231,8 @@ def main(argv: list[str] | None = None) -> dict:
             num_samples=cfg.images.num_samples,
         ),
         LearningRateMonitor(logging_interval="step"),
+        ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False),
     ]
-    # "last" is rewritten every epoch; "best" follows the online-probe MPJPE.
-    callbacks.append(
-        ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False)
-    )
     if probe_on:
         callbacks.insert(0, probe)
         callbacks.append(
@@ -202,44 +246,7 @@ def main(argv: list[str] | None = None) -> dict:
                 enable_version_counter=False,
             )
         )
-    trainer_kwargs = {k: v for k, v in OmegaConf.to_container(cfg.trainer).items() if v is not None}
-    trainer = pl.Trainer(
-        **trainer_kwargs,
-        default_root_dir=str(run_dir),
-        logger=build_loggers(cfg, run_dir, hparams),
-        callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
-        # The datamodule's sampler shards by rank itself and knows the resumed epoch.
-        use_distributed_sampler=False,
-    )
-    t0 = time.perf_counter()
-    trainer.fit(method, datamodule=LightningData(dm), ckpt_path=cfg.resume)
-    summary = {
-        "run_dir": str(run_dir),
-        "data_root": str(root),
-        "method": cfg.method.name,
-        "encoder": cfg.model.name,
-        "global_step": trainer.global_step,
-        "train_seconds": round(time.perf_counter() - t0, 1),
-        "last_checkpoint": str(ckpt_dir / "last.ckpt"),
-        "best_checkpoint": str(ckpt_dir / "best.ckpt") if probe_on else None,
-        "probe_initial": probe.initial,
-        "probe_final": probe.latest,
-    }
-    if trainer.is_global_zero:
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        print(format_summary(summary))
-    for logger in trainer.loggers:
-        if hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
-            if trainer.is_global_zero:
-                columns, rows = summary_table(summary)
-                if rows:
-                    logger.log_table(key="summary/probe", columns=columns, data=rows)
-                logger.experiment.summary.update(
-                    {f"summary/{k}": summary[k] for k in ("global_step", "train_seconds")}
-                )
-    close_loggers(trainer.loggers)
-    return summary
+    return callbacks, probe
 
 
 PROBE_METRICS = (("pck", "PCK@0.1", "{:.3f}"), ("mpjpe", "MPJPE", "{:.1f}"),

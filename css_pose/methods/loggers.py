@@ -61,8 +61,22 @@ def finish_loggers(loggers, split: str, metrics: dict, images: dict, step: int) 
     close_loggers(loggers)
 
 
+def log_summary(loggers, key: str, columns: list[str], rows: list, values: dict) -> None:
+    """Put a run's end-of-run ``values`` into each W&B run's summary and ``rows`` (under
+    ``columns``) into a table named ``key`` (skipped when empty); the CSV log keeps its own."""
+    for logger in _wandb(loggers):
+        if rows:
+            logger.log_table(key=key, columns=columns, data=rows)
+        logger.experiment.summary.update(values)
+
+
 def close_loggers(loggers) -> None:
     """End the W&B run of each W&B logger (the others need no closing)."""
-    for logger in loggers:
-        if type(logger).__name__ == "WandbLogger":
-            logger.experiment.finish()
+    for logger in _wandb(loggers):
+        logger.experiment.finish()
+
+
+def _wandb(loggers) -> list:
+    from pytorch_lightning.loggers import WandbLogger
+
+    return [logger for logger in loggers if isinstance(logger, WandbLogger)]
