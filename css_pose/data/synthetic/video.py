@@ -122,6 +122,45 @@ def render_video(
     next draw of the same seeded generator; ValueError (saying what was tried) after
     ``CAMERA_TRIES`` such draws.
     """
+    motion, frames = _check_arguments(motion, frames, size, people, fps)
+    appearance_ss = np.random.SeedSequence(appearance_seed).spawn(1 + people)
+    motion_ss = np.random.SeedSequence(motion_seed).spawn(3 + people)
+    offsets = np.linspace(-SHUTTER / 2, SHUTTER / 2, BLUR_SAMPLES) if motion_blur else np.zeros(1)
+    per_frame = len(offsets)
+    frame_pos = (np.arange(frames)[:, None] + offsets).ravel()
+    times, labelled = frame_pos / fps, np.arange(frames) * per_frame + per_frame // 2
+
+    world, shapes, looks, labels, floor = _people(
+        appearance_ss, motion_ss, people, motion, frame_pos, times, labelled, frames / fps
+    )
+    height = REFERENCE_HEIGHT_MM * max(s.scale for s in shapes)
+    points = [body_points(j, s.scale) for j, s in zip(world, shapes)]
+    framed = np.concatenate([p[labelled].reshape(-1, 3) for p in points])
+    framed = np.concatenate([framed, framed * [1, 0, 1] + [0, floor, 0]])
+    camera_rng = np.random.default_rng(motion_ss[0])
+    about = "the external motion (person 0)" if motion is not None else "the generated motions"
+    if people > 1:
+        about += f" with {people} people"
+    camera, cams = _frame_camera(camera_rng, points, framed, times, size, fill, pan, about,
+                                 motion_seed)  # fmt: skip
+    views = [
+        prepare_person(c, camera.intrinsics, s.scale, s.girth, look)
+        for c, s, look in zip(cams, shapes, looks)
+    ]
+    if occluders is True:
+        occluders = sample_occluders(np.random.default_rng(motion_ss[1]), size, frames)
+    panorama = make_background(np.random.default_rng(appearance_ss[0]), size, camera.horizon_row())
+    shadows = _shadow_polygons(camera, world, floor, height) if draw_people else None
+    scene = (panorama, camera, views, shadows, list(occluders or []), draw_people)
+    video, visibility = _render_frames(scene, frames, per_frame, size, frame_pos)
+
+    seeds = (appearance_seed, motion_seed)
+    ann = _annotation(views, cams, camera, visibility, labels, labelled, size, fps, seeds)
+    return SyntheticVideo(frames=video, annotation=ann)
+
+
+def _check_arguments(motion, frames, size: int, people: int, fps: float):
+    """(motion as (T, 17, 3) float64 cut to ``frames``, or None; the frame count), or ValueError."""
     if motion is not None:
         motion = np.asarray(motion, dtype=np.float64)
         if motion.ndim != 3 or motion.shape[1:] != (NUM_JOINTS, 3) or not len(motion):
@@ -135,14 +174,58 @@ def render_video(
         raise ValueError(f"size={size}: must be even (H.264 yuv420p) and at least 32")
     if frames < 1 or not 1 <= people <= MAX_PEOPLE or fps <= 0:
         raise ValueError(f"need frames >= 1, 1 <= people <= {MAX_PEOPLE}, fps > 0")
+    return motion, frames
 
-    appearance_ss = np.random.SeedSequence(appearance_seed).spawn(1 + people)
-    motion_ss = np.random.SeedSequence(motion_seed).spawn(3 + people)
-    offsets = np.linspace(-SHUTTER / 2, SHUTTER / 2, BLUR_SAMPLES) if motion_blur else np.zeros(1)
-    per_frame, centre = len(offsets), len(offsets) // 2
-    frame_pos = (np.arange(frames)[:, None] + offsets).ravel()
-    times, labelled = frame_pos / fps, np.arange(frames) * per_frame + centre
 
+def _frame_camera(rng, points, framed, times, size, fill, pan, about: str, motion_seed: int):
+    """A camera that frames ``framed`` (N, 3) world mm, and each person's ``points`` in its
+    coordinates. The first draw is the one videos have always had; redraws only replace draws
+    that bring a point within NEAR_MM of the camera; ValueError after CAMERA_TRIES of them."""
+    nearest = []
+    for _ in range(CAMERA_TRIES):
+        camera = sample_camera(rng, framed, times, size, fill, pan)
+        cams = [camera.to_camera(p) for p in points]
+        nearest.append(float(min(c[..., 2].min() for c in cams)))
+        if nearest[-1] >= NEAR_MM:  # False for NaN too
+            return camera, cams
+    span = " x ".join(f"{v:.0f}" for v in np.ptp(framed, axis=0))
+    raise ValueError(
+        f"no camera frames {about}: every framed point (joints, body surface and the floor "
+        f"under them) must stay {NEAR_MM:.0f} mm in front of the camera, but all "
+        f"{CAMERA_TRIES} camera draws seeded by motion_seed={motion_seed} came closer "
+        f"(nearest point {min(nearest):.0f} to {max(nearest):.0f} mm); the framed points span "
+        f"{span} mm (x, y up, z) and the camera's distance scales with that span, so a clip "
+        "only a few cm across (metres instead of mm?) cannot be framed"
+    )
+
+
+def _render_frames(scene, frames: int, per_frame: int, size: int, frame_pos: np.ndarray):
+    """Frames (T, size, size, 3) uint8, each the mean of its ``per_frame`` sub-frame renders,
+    and the visibility (people, T, J) uint8 of the centre sub-frame."""
+    panorama, camera, views, shadows, occluders, draw_people = scene
+    m = background_margin(size)
+    shifts = camera.background_shift()
+    centre = per_frame // 2
+    video = np.empty((frames, size, size, 3), np.uint8)
+    visibility = np.zeros((len(views), frames, NUM_JOINTS), np.uint8)
+    for t in range(frames):
+        acc = np.zeros((size, size, 3), np.float32)
+        for c in range(per_frame):
+            n = t * per_frame + c
+            shift = np.array([[1.0, 0, m - shifts[n, 0]], [0, 1.0, m - shifts[n, 1]]])
+            bg = cv2.warpAffine(panorama, shift, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+            img, ids = render_frame(bg, views, shadows, n, occluders, frame_pos[n], draw_people)
+            if c == centre:
+                for k in range(len(views)):
+                    visibility[k, t] = joint_visibility(ids, views, k, n)
+            acc += img
+        video[t] = np.round(acc / per_frame)
+    return video, visibility
+
+
+def _people(appearance_ss, motion_ss, people, motion, frame_pos, times, labelled, duration):
+    """Each person's world joints (T x sub-frames, J, 3) mm standing in its slot, body shape,
+    look and motion label, and the floor height (mm) under all of them."""
     world, shapes, looks, labels = [], [], [], []
     for k in range(people):
         rng = np.random.default_rng(appearance_ss[1 + k])
@@ -153,7 +236,7 @@ def render_video(
         else:
             drift = (0.08 if people == 1 else 0.25) * REFERENCE_HEIGHT_MM * shape.scale
             mrng = np.random.default_rng(motion_ss[3 + k])
-            label, joints = sample_person_motion(times, frames / fps, mrng, shape, drift)
+            label, joints = sample_person_motion(times, duration, mrng, shape, drift)
         # Rendering depends on the joints alone (not on how they were made), so a motion written
         # out and read back through ``motion`` renders the same video.
         shapes.append(replace(shape, scale=_body_scale(joints[labelled])))
@@ -166,59 +249,13 @@ def render_video(
         joints[..., [0, 2]] += slots[k] - joints[labelled, 0][:, [0, 2]].mean(axis=0)
         ankle = joints[labelled][:, [3, 6], 1].min()
         floor = min(floor, ankle - ANKLE_HEIGHT_MM * shapes[k].scale)
+    return world, shapes, looks, labels, floor
 
-    points = [body_points(j, s.scale) for j, s in zip(world, shapes)]
-    framed = np.concatenate([p[labelled].reshape(-1, 3) for p in points])
-    framed = np.concatenate([framed, framed * [1, 0, 1] + [0, floor, 0]])
-    # The first draw is the one videos have always had; redraws only replace draws that fail.
-    camera_rng = np.random.default_rng(motion_ss[0])
-    nearest = []
-    for _ in range(CAMERA_TRIES):
-        camera = sample_camera(camera_rng, framed, times, size, fill, pan)
-        cams = [camera.to_camera(p) for p in points]
-        nearest.append(float(min(c[..., 2].min() for c in cams)))
-        if nearest[-1] >= NEAR_MM:  # False for NaN too
-            break
-    else:
-        clip = "the external motion (person 0)" if motion is not None else "the generated motions"
-        if people > 1:
-            clip += f" with {people} people"
-        span = " x ".join(f"{v:.0f}" for v in np.ptp(framed, axis=0))
-        raise ValueError(
-            f"no camera frames {clip}: every framed point (joints, body surface and the floor "
-            f"under them) must stay {NEAR_MM:.0f} mm in front of the camera, but all "
-            f"{CAMERA_TRIES} camera draws seeded by motion_seed={motion_seed} came closer "
-            f"(nearest point {min(nearest):.0f} to {max(nearest):.0f} mm); the framed points span "
-            f"{span} mm (x, y up, z) and the camera's distance scales with that span, so a clip "
-            "only a few cm across (metres instead of mm?) cannot be framed"
-        )
-    views = [
-        prepare_person(c, camera.intrinsics, s.scale, s.girth, look)
-        for c, s, look in zip(cams, shapes, looks)
-    ]
-    if occluders is True:
-        occluders = sample_occluders(np.random.default_rng(motion_ss[1]), size, frames)
-    occluders = list(occluders or [])
 
-    panorama = make_background(np.random.default_rng(appearance_ss[0]), size, camera.horizon_row())
-    m = background_margin(size)
-    shifts = camera.background_shift()
-    shadows = _shadow_polygons(camera, world, floor, height) if draw_people else None
-    video = np.empty((frames, size, size, 3), np.uint8)
-    visibility = np.zeros((people, frames, NUM_JOINTS), np.uint8)
-    for t in range(frames):
-        acc = np.zeros((size, size, 3), np.float32)
-        for c in range(per_frame):
-            n = t * per_frame + c
-            shift = np.array([[1.0, 0, m - shifts[n, 0]], [0, 1.0, m - shifts[n, 1]]])
-            bg = cv2.warpAffine(panorama, shift, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)  # fmt: skip
-            img, ids = render_frame(bg, views, shadows, n, occluders, frame_pos[n], draw_people)
-            if c == centre:
-                for k in range(people):
-                    visibility[k, t] = joint_visibility(ids, views, k, n)
-            acc += img
-        video[t] = np.round(acc / per_frame)
-
+def _annotation(views, cams, camera, visibility, labels, labelled, size, fps, seeds) -> dict:
+    """The annotation arrays (docs/data_format.md) at the frame times ``labelled``: one person's
+    without a person axis, several people's with it and their track ids."""
+    people = len(views)
     ann = {
         "keypoints_2d": np.stack([v.uv[labelled, :NUM_JOINTS] for v in views]).astype(np.float32),
         "visibility": visibility,
@@ -233,9 +270,9 @@ def render_video(
         "fps": np.float32(fps),
         "joint_names": np.array(JOINT_NAMES),
         "motion": np.array(labels[0] if people == 1 else labels),
-        "appearance_seed": np.int64(appearance_seed),
-        "motion_seed": np.int64(motion_seed),
+        "appearance_seed": np.int64(seeds[0]),
+        "motion_seed": np.int64(seeds[1]),
     }
     if people > 1:
         ann["track_ids"] = np.arange(people, dtype=np.int64)
-    return SyntheticVideo(frames=video, annotation=ann)
+    return ann
