@@ -76,47 +76,9 @@ def export_coco(
         frames_written += len(frames)
         ann = load_annotation(entry.annotation, entry.num_frames) if entry.labeled else None
         if boxes and ann is not None:
-            for t in range(entry.num_frames):
-                box_images.append(
-                    {"id": len(box_images) + 1, "file_name": f"videos/{name}/{t:06d}.png",
-                     "frame_index": t}
-                )  # fmt: skip
-                for p in np.flatnonzero(ann.present[:, t]):
-                    x1, y1, x2, y2 = (round(float(v), 3) for v in ann.boxes[p, t])
-                    box_records.append(
-                        {"image_id": len(box_images), "category_id": 1, "score": 1.0,
-                         "bbox": [x1, y1, round(x2 - x1, 3), round(y2 - y1, 3)],
-                         "track_id": int(ann.track_ids[p])}
-                    )  # fmt: skip
-        if entry.rel_path not in chosen:
-            continue
-        for t in range(0, entry.num_frames, label_every):
-            image_id = len(images) + 1
-            images.append(
-                CocoImage(
-                    image_id,
-                    f"videos/{name}/{t:06d}.png",
-                    entry.width,
-                    entry.height,
-                    frame_index=t,
-                )
-            )
-            for p in range(ann.num_persons):
-                if not ann.present[p, t]:
-                    continue
-                kp, vis = convert(ann.keypoints_2d[p, t], ann.visibility[p, t], "h36m17", layout)
-                labelled = vis > 0
-                x1, y1, x2, y2 = ann.boxes[p, t]
-                people.append(
-                    CocoPerson(
-                        image_id,
-                        np.where(labelled[:, None], kp, 0.0),
-                        np.where(labelled, 2, 0),
-                        box=np.array([x1, y1, x2 - x1, y2 - y1]),
-                        track_id=int(ann.track_ids[p]),
-                        id=len(people) + 1,
-                    )
-                )
+            _add_boxes(ann, entry.num_frames, name, box_images, box_records)
+        if entry.rel_path in chosen:
+            _add_labels(ann, entry, name, layout, label_every, images, people)
     write_coco(out / "labels.json", layout, images, people)
     if boxes:
         write_json(out / "boxes.json", {"images": box_images, "annotations": box_records})
@@ -127,6 +89,47 @@ def export_coco(
         "labelled_images": len(images),
         "people": len(people),
     }
+
+
+def _add_boxes(ann, frames: int, name: str, images: list, records: list) -> None:
+    """Append every frame of one exported video to ``images`` and its people's boxes (COCO
+    detection records with their track ids) to ``records``."""
+    for t in range(frames):
+        images.append(
+            {"id": len(images) + 1, "file_name": f"videos/{name}/{t:06d}.png", "frame_index": t}
+        )
+        for p in np.flatnonzero(ann.present[:, t]):
+            x1, y1, x2, y2 = (round(float(v), 3) for v in ann.boxes[p, t])
+            records.append(
+                {"image_id": len(images), "category_id": 1, "score": 1.0,
+                 "bbox": [x1, y1, round(x2 - x1, 3), round(y2 - y1, 3)],
+                 "track_id": int(ann.track_ids[p])}
+            )  # fmt: skip
+
+
+def _add_labels(ann, entry, name: str, layout: str, every: int, images: list, people: list):
+    """Append every ``every``-th frame of one labelled video to ``images`` and the people in it,
+    keypoints converted to ``layout``, to ``people``."""
+    for t in range(0, entry.num_frames, every):
+        image_id = len(images) + 1
+        path = f"videos/{name}/{t:06d}.png"
+        images.append(CocoImage(image_id, path, entry.width, entry.height, frame_index=t))
+        for p in range(ann.num_persons):
+            if not ann.present[p, t]:
+                continue
+            kp, vis = convert(ann.keypoints_2d[p, t], ann.visibility[p, t], "h36m17", layout)
+            labelled = vis > 0
+            x1, y1, x2, y2 = ann.boxes[p, t]
+            people.append(
+                CocoPerson(
+                    image_id,
+                    np.where(labelled[:, None], kp, 0.0),
+                    np.where(labelled, 2, 0),
+                    box=np.array([x1, y1, x2 - x1, y2 - y1]),
+                    track_id=int(ann.track_ids[p]),
+                    id=len(people) + 1,
+                )
+            )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -175,49 +175,12 @@ def generate_dataset(
         frames = len(motion_array) if frames is None else min(frames, len(motion_array))
     frames = 120 if frames is None else frames
 
-    splits = assign_splits(videos, seed, val_fraction, test_fraction)
-    specs = []
-    for i in range(videos):
-        a, m = video_seeds(seed, i)
-        specs.append(
-            VideoSpec(
-                f"synth_{i:05d}",
-                splits[i],
-                a,
-                m,
-                frames,
-                size,
-                float(fps),
-                people,
-                occluders,
-                motion_blur,
-                pan,
-                motion_sha1,
-            )  # fmt: skip
-        )
-    if (
-        len({s.appearance_seed for s in specs}) < videos
-        or len({s.motion_seed for s in specs}) < videos
-    ):
-        raise RuntimeError(f"seed collision between videos for seed={seed}; use another seed")
-
+    options = (float(fps), people, occluders, motion_blur, pan, motion_sha1)
+    specs = _video_specs(videos, seed, frames, size, val_fraction, test_fraction, options)
     entries = {s.name: _existing(directory, s) for s in specs}
     motion_path = None if motion is None else str(motion)
     jobs = [(directory, s, motion_array, motion_path) for s in specs if entries[s.name] is None]
-    workers = max(1, min(workers or default_workers(), len(jobs)))
-    bar = tqdm(
-        total=videos, initial=videos - len(jobs), desc="synthetic videos", disable=not progress
-    )
-    with bar:
-        if workers == 1:
-            for entry in map(_make_video, jobs):
-                entries[entry["name"]] = entry
-                bar.update()
-        else:
-            with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
-                for entry in pool.imap_unordered(_make_video, jobs):
-                    entries[entry["name"]] = entry
-                    bar.update()
+    entries.update(_render(jobs, videos, workers, progress))
 
     manifest = {
         "format": FORMAT,
@@ -235,3 +198,40 @@ def generate_dataset(
         "videos": [entries[s.name] for s in specs],
     }
     return write_json(out / "manifest.json", manifest, indent=1)
+
+
+def _video_specs(videos, seed, frames, size, val_fraction, test_fraction, options) -> list:
+    """One :class:`VideoSpec` per video, its split and its own seeds derived from (seed, i);
+    RuntimeError when two videos would share a seed."""
+    splits = assign_splits(videos, seed, val_fraction, test_fraction)
+    specs = [
+        VideoSpec(f"synth_{i:05d}", splits[i], *video_seeds(seed, i), frames, size, *options)
+        for i in range(videos)
+    ]
+    if (
+        len({s.appearance_seed for s in specs}) < videos
+        or len({s.motion_seed for s in specs}) < videos
+    ):
+        raise RuntimeError(f"seed collision between videos for seed={seed}; use another seed")
+    return specs
+
+
+def _render(jobs: list, videos: int, workers: int | None, progress: bool) -> dict:
+    """Render the videos of ``jobs`` (the others are done), in ``workers`` processes, with a
+    progress bar over all ``videos``; {name: manifest entry}."""
+    entries = {}
+    workers = max(1, min(workers or default_workers(), len(jobs)))
+    bar = tqdm(
+        total=videos, initial=videos - len(jobs), desc="synthetic videos", disable=not progress
+    )
+    with bar:
+        if workers == 1:
+            for entry in map(_make_video, jobs):
+                entries[entry["name"]] = entry
+                bar.update()
+        else:
+            with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+                for entry in pool.imap_unordered(_make_video, jobs):
+                    entries[entry["name"]] = entry
+                    bar.update()
+    return entries
