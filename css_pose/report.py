@@ -301,7 +301,23 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         body.append(f'<div class="notes"><strong>Notes</strong><ul>{items}</ul></div>')
     body += ["<h2>Summary</h2>", _summary_html(summary, result) or "<p>No summary file.</p>"]
     body += ["<h2>Configuration</h2>", _config_html(run_dir, result)]
-    body.append("<h2>Metrics</h2>")
+    body += _metrics_html(metrics, plots) + _images_html(images)
+    n_images = len(plots) + len(images)
+    page = (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>css_pose report: {html.escape(name)}</title><style>{_CSS}</style></head>\n"
+        f'<body data-images-total="{n_images}">\n'
+        + "\n".join(body)
+        + f"\n<script>{_LOAD_CHECK}</script>\n</body></html>\n"
+    )
+    html_path.write_text(page, encoding="utf-8")
+    return html_path
+
+
+def _metrics_html(metrics: Metrics, plots: list) -> list[str]:
+    """The Metrics section: the last value of each column, then the plots."""
+    body = ["<h2>Metrics</h2>"]
     if metrics.metric_columns():
         body.append(
             f"<p>Last logged value of each column of <code>csv/metrics.csv</code> "
@@ -318,29 +334,22 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     body.append("</div>")
     if not plots:
         body.append("<p>No metric has two or more logged points to plot.</p>")
-    body.append("<h2>Images</h2>")
-    if images:
-        body.append('<div class="gallery">')
-        for rel in images:
-            body.append(
-                f'<figure><a href="{_src(rel)}"><img src="{_src(rel)}" alt="{html.escape(rel)}" '
-                f'loading="eager"></a><figcaption>{html.escape(rel)}</figcaption></figure>'
-            )
-        body.append("</div>")
-    else:
-        body.append("<p>No images under <code>images/</code>.</p>")
+    return body
 
-    n_images = len(plots) + len(images)
-    page = (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>css_pose report: {html.escape(name)}</title><style>{_CSS}</style></head>\n"
-        f'<body data-images-total="{n_images}">\n'
-        + "\n".join(body)
-        + f"\n<script>{_LOAD_CHECK}</script>\n</body></html>\n"
-    )
-    html_path.write_text(page, encoding="utf-8")
-    return html_path
+
+def _images_html(images: list[str]) -> list[str]:
+    """The Images section: a gallery of the run's images (paths relative to the report)."""
+    body = ["<h2>Images</h2>"]
+    if not images:
+        return body + ["<p>No images under <code>images/</code>.</p>"]
+    body.append('<div class="gallery">')
+    for rel in images:
+        body.append(
+            f'<figure><a href="{_src(rel)}"><img src="{_src(rel)}" alt="{html.escape(rel)}" '
+            f'loading="eager"></a><figcaption>{html.escape(rel)}</figcaption></figure>'
+        )
+    body.append("</div>")
+    return body
 
 
 def main(argv: list[str] | None = None) -> int:
