@@ -198,21 +198,7 @@ def index_videos(
     )
     problems: dict[str, str] = {}
 
-    stats: dict[str, list[int]] = {}
-    for rel in rel_paths:
-        try:
-            stats[rel] = _stat(root / rel)
-        except OSError:
-            problems[rel] = "listed in the manifest but missing"
-    todo = [rel for rel in stats if state["videos"].get(rel, {}).get("stat") != stats[rel]]
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        for rel, (info, error) in zip(todo, pool.map(lambda r: _probe(root / r), todo)):
-            state["videos"][rel] = {
-                "stat": stats[rel],
-                "info": None if info is None else asdict(info),
-                "error": error,
-            }
-
+    stats = _measure(root, rel_paths, state, problems, workers)
     videos = []
     annotations = state["annotations"]
     state["annotations"] = {}  # refilled with the records of annotations still in use
@@ -246,6 +232,33 @@ def index_videos(
         state["videos"] = {k: v for k, v in state["videos"].items() if k in stats}
         _save_cache(root, state)
 
+    _report(root, videos, problems, strict)
+    return VideoIndex(root, videos, problems)
+
+
+def _measure(root: Path, rel_paths, state: dict, problems: dict, workers: int) -> dict:
+    """{rel path: (size, mtime_ns)} of the files that exist; files new or changed since the
+    cache ``state`` measured them are probed again (``workers`` threads) into ``state``."""
+    stats: dict[str, list[int]] = {}
+    for rel in rel_paths:
+        try:
+            stats[rel] = _stat(root / rel)
+        except OSError:
+            problems[rel] = "listed in the manifest but missing"
+    todo = [rel for rel in stats if state["videos"].get(rel, {}).get("stat") != stats[rel]]
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for rel, (info, error) in zip(todo, pool.map(lambda r: _probe(root / r), todo)):
+            state["videos"][rel] = {
+                "stat": stats[rel],
+                "info": None if info is None else asdict(info),
+                "error": error,
+            }
+    return stats
+
+
+def _report(root: Path, videos: list, problems: dict, strict: bool) -> None:
+    """Raise VideoIndexError (``strict`` and a problem, or no usable video) or warn once about
+    the problems."""
     if problems and strict:
         rel, why = next(iter(problems.items()))
         raise VideoIndexError(
@@ -263,9 +276,8 @@ def index_videos(
     if problems:
         lines = "\n".join(f"  {rel}: {why}" for rel, why in problems.items())
         warnings.warn(
-            f"css_pose index of {root}: {len(problems)} problem(s):\n{lines}", stacklevel=2
+            f"css_pose index of {root}: {len(problems)} problem(s):\n{lines}", stacklevel=3
         )
-    return VideoIndex(root, videos, problems)
 
 
 def _annotation(
