@@ -81,15 +81,8 @@ def _keypoint_boxes(kp: np.ndarray, visible: np.ndarray) -> np.ndarray:
         return np.concatenate([np.nanmin(masked, axis=2), np.nanmax(masked, axis=2)], axis=-1)
 
 
-def load_annotation(
-    path: str | Path, num_frames: int | None = None, num_joints: int = NUM_JOINTS
-) -> Annotation:
-    """Read ``path`` and check keys, shapes and the frame count against the video's.
-
-    ``num_frames`` is the video's decodable frame count (None skips that check). Keypoints that are
-    NaN count as not visible. Raises AnnotationError naming the file and the problem.
-    """
-    path = Path(path)
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the npz archive at ``path``, with the required keys; AnnotationError if not."""
     try:
         npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
@@ -108,25 +101,12 @@ def load_annotation(
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
         raise AnnotationError(f"{path}: missing key(s) {missing}; found {sorted(data)}")
+    return data
 
-    kp = np.asarray(data["keypoints_2d"], np.float32)
-    if kp.ndim not in (3, 4) or kp.shape[-1] != 2:
-        raise AnnotationError(
-            f"{path}: keypoints_2d has shape {kp.shape}, expected (T,J,2) or (P,T,J,2)"
-        )
-    if kp.ndim == 3:  # one person, no person axis
-        per_person = ("keypoints_2d", "visibility", "keypoints_3d", "bboxes")
-        data = {k: np.asarray(v)[None] if k in per_person else v for k, v in data.items()}
-        if "track_ids" in data:
-            data["track_ids"] = np.reshape(data["track_ids"], -1)
-        kp = kp[None]
-    persons, frames, joints = kp.shape[:3]
-    if joints != num_joints:
-        raise AnnotationError(f"{path}: {joints} joints, expected {num_joints} (Human3.6M order)")
-    if num_frames is not None and frames != num_frames:
-        raise AnnotationError(
-            f"{path}: {frames} annotated frames but the video decodes {num_frames}"
-        )
+
+def _check_shapes(path: Path, data: dict, persons: int, frames: int, joints: int) -> None:
+    """AnnotationError naming the first array whose shape disagrees with (P, T, J), or joint
+    names other than the canonical skeleton's."""
     expected = {
         "visibility": (persons, frames, joints),
         "keypoints_3d": (persons, frames, joints, 3),
@@ -145,6 +125,36 @@ def load_annotation(
             f"{path}: joint_names differ from the canonical skeleton {JOINT_NAMES}"
         )
 
+
+def load_annotation(
+    path: str | Path, num_frames: int | None = None, num_joints: int = NUM_JOINTS
+) -> Annotation:
+    """Read ``path`` and check keys, shapes and the frame count against the video's.
+
+    ``num_frames`` is the video's decodable frame count (None skips that check). Keypoints that are
+    NaN count as not visible. Raises AnnotationError naming the file and the problem.
+    """
+    path = Path(path)
+    data = _read_npz(path)
+    kp = np.asarray(data["keypoints_2d"], np.float32)
+    if kp.ndim not in (3, 4) or kp.shape[-1] != 2:
+        raise AnnotationError(
+            f"{path}: keypoints_2d has shape {kp.shape}, expected (T,J,2) or (P,T,J,2)"
+        )
+    if kp.ndim == 3:  # one person, no person axis
+        per_person = ("keypoints_2d", "visibility", "keypoints_3d", "bboxes")
+        data = {k: np.asarray(v)[None] if k in per_person else v for k, v in data.items()}
+        if "track_ids" in data:
+            data["track_ids"] = np.reshape(data["track_ids"], -1)
+        kp = kp[None]
+    persons, frames, joints = kp.shape[:3]
+    if joints != num_joints:
+        raise AnnotationError(f"{path}: {joints} joints, expected {num_joints} (Human3.6M order)")
+    if num_frames is not None and frames != num_frames:
+        raise AnnotationError(
+            f"{path}: {frames} annotated frames but the video decodes {num_frames}"
+        )
+    _check_shapes(path, data, persons, frames, joints)
     finite = np.isfinite(kp).all(-1)
     visibility = ((np.asarray(data["visibility"]) > 0) & finite).astype(np.float32)
     kp = np.where(finite[..., None], kp, 0.0).astype(np.float32)
