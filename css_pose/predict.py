@@ -368,6 +368,46 @@ def _ranges(indices: list[int], limit: int = 20) -> str:
 
 # --- command line ---------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> dict:
+    """``css-pose predict``: parse the command line, run one person or several per frame."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.chunk < 1:
+        parser.error("--chunk must be >= 1")
+    configure_threads(args.threads)
+    if args.people == "multi":
+        if not args.boxes:
+            parser.error("--people multi needs --boxes (a detection file with every person)")
+        if args.lifter or args.layout != CANONICAL:
+            parser.error("--people multi writes Human3.6M-17 keypoints and takes no --lifter")
+        from css_pose.predict_multi import run_predict_multi
+
+        meta = run_predict_multi(
+            args.model, args.video, args.out, args.boxes, args.refine_frames, args.online,
+            args.fusion, args.min_box_score, not args.no_flip_test, args.device, args.chunk,
+        )  # fmt: skip
+        out = Path(args.out)
+        print(
+            f"[css_pose] {meta['frames']} frames, {meta['people']} people in {meta['tracks']} "
+            f"tracks ({meta['recovered']} recovered where the detector missed them) -> "
+            f"{out / 'keypoints.json'}, {out / 'posetrack.json'}, {out / 'overlay.mp4'}"
+        )
+        return meta
+    meta = run_predict(
+        args.model, args.video, args.out, args.boxes, args.lifter, args.chunk,
+        args.min_box_score, not args.no_flip_test, args.device, layout=args.layout,
+    )  # fmt: skip
+    out = Path(args.out)
+    print(
+        f"[css_pose] {meta['frames']} frames, {meta['people']} people -> "
+        f"{out / 'keypoints.json'}, {out / 'overlay.mp4'}"
+        + (f", {out / 'pose3d.mp4'}" if "pose3d" in meta["outputs"] else "")
+    )
+    for entry in meta.pop("first_people")[: max(args.show, 0)]:
+        print(format_person(entry, meta["joints"]))
+    return meta
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="css-pose predict",
         description="Run a trained 2D pose model (train_head.py's head.pt, single-frame or "
@@ -417,41 +457,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--fusion", choices=("mean", "median", "heatmap"), default="mean",
                         help="--people multi: combine a person's carried poses by their weighted "
                         "mean, median, or the average of their heatmaps (a heatmap head)")  # fmt: skip
-    args = parser.parse_args(argv)
-    if args.chunk < 1:
-        parser.error("--chunk must be >= 1")
-    configure_threads(args.threads)
-    if args.people == "multi":
-        if not args.boxes:
-            parser.error("--people multi needs --boxes (a detection file with every person)")
-        if args.lifter or args.layout != CANONICAL:
-            parser.error("--people multi writes Human3.6M-17 keypoints and takes no --lifter")
-        from css_pose.predict_multi import run_predict_multi
-
-        meta = run_predict_multi(
-            args.model, args.video, args.out, args.boxes, args.refine_frames, args.online,
-            args.fusion, args.min_box_score, not args.no_flip_test, args.device, args.chunk,
-        )  # fmt: skip
-        out = Path(args.out)
-        print(
-            f"[css_pose] {meta['frames']} frames, {meta['people']} people in {meta['tracks']} "
-            f"tracks ({meta['recovered']} recovered where the detector missed them) -> "
-            f"{out / 'keypoints.json'}, {out / 'posetrack.json'}, {out / 'overlay.mp4'}"
-        )
-        return meta
-    meta = run_predict(
-        args.model, args.video, args.out, args.boxes, args.lifter, args.chunk,
-        args.min_box_score, not args.no_flip_test, args.device, layout=args.layout,
-    )  # fmt: skip
-    out = Path(args.out)
-    print(
-        f"[css_pose] {meta['frames']} frames, {meta['people']} people -> "
-        f"{out / 'keypoints.json'}, {out / 'overlay.mp4'}"
-        + (f", {out / 'pose3d.mp4'}" if "pose3d" in meta["outputs"] else "")
-    )
-    for entry in meta.pop("first_people")[: max(args.show, 0)]:
-        print(format_person(entry, meta["joints"]))
-    return meta
+    return parser
 
 
 def format_person(entry: dict, joints: list[str]) -> str:
