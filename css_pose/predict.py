@@ -65,6 +65,7 @@ from tqdm import tqdm
 
 from css_pose.artifacts.atomic import write_json
 from css_pose.config import configure_threads
+from css_pose.data.detections import PERSON, load_detections
 from css_pose.data.video import (
     VideoReadError,
     VideoStream,
@@ -74,13 +75,11 @@ from css_pose.layouts import CANONICAL, LAYOUTS, convert, get_layout
 from css_pose.models.pose_model import load_pose_model
 from css_pose.skeleton import JOINT_NAMES, NUM_JOINTS
 from css_pose.video_pose import (
-    PERSON,
     ClipStream,
     DKDFrames,
     Person,
     Ready,
     SingleFrames,
-    load_detections,
     predict_stream,
 )
 from css_pose.viz import animate_3d, draw_skeleton

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from css_pose.artifacts.atomic import write_json
 from css_pose.crowd import FUSIONS, FramePerson, refine_poses
 from css_pose.data.coco import CocoImage, CocoPerson, write_coco
+from css_pose.data.detections import load_detections
 from css_pose.data.video import VideoReadError, VideoStream, VideoWriter
 from css_pose.flow import dense_flow
 from css_pose.layouts import CANONICAL
@@ -40,7 +41,7 @@ from css_pose.metrics.oks import layout_sigmas
 from css_pose.models.pose_model import load_pose_model
 from css_pose.skeleton import NUM_JOINTS
 from css_pose.tracking import Tracker
-from css_pose.video_pose import load_detections, predict_chunk
+from css_pose.video_pose import predict_chunk
 from css_pose.viz import draw_skeleton
 
 

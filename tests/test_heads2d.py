@@ -9,8 +9,9 @@ import torch
 from test_linear_probe import css_ckpt, one_thread, probe_root  # noqa: F401 (fixtures)
 
 from css_pose.config import ConfigError
+from css_pose.data.crop_affine import random_affine
 from css_pose.flip import mirror_batch
-from css_pose.heads2d import load_head_config, main, random_affine, run_head
+from css_pose.heads2d import load_head_config, main, run_head
 from css_pose.skeleton import flip_permutation
 
 

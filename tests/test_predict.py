@@ -21,13 +21,13 @@ from video_fixtures import (
 
 from css_pose.checkpoint import CheckpointError, save_torch_file
 from css_pose.cli import main as cli
+from css_pose.data.detections import load_detections
 from css_pose.data.synthetic.io import write_mp4
 from css_pose.data.video import VideoReadError, VideoStream, probe_video
 from css_pose.heads2d import main as train_head
 from css_pose.models.lifter_model import build_lifter, save_lifter
 from css_pose.models.pose_model import load_pose_model
 from css_pose.predict import run_predict
-from css_pose.video_pose import load_detections
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import torch
 from einops import rearrange
 from test_temporal_head import head_args, one_thread, root  # noqa: F401 (fixtures)
 
+from css_pose.data.detections import load_detections
 from css_pose.data.synthetic.io import write_mp4
 from css_pose.data.transforms import crop_matrix, transform_points, warp_crop, whole_frame_box
 from css_pose.data.video import VideoStream, probe_video
@@ -24,7 +25,7 @@ from css_pose.models.lifter_model import build_lifter, save_lifter
 from css_pose.models.pose_model import load_pose_model
 from css_pose.models.temporal_pose import clip_frame_indices, crop_clip_flows, predict_clip
 from css_pose.predict import run_predict
-from css_pose.video_pose import ClipStream, load_detections, predict_stream
+from css_pose.video_pose import ClipStream, predict_stream
 
 FRAMES, STEP = 2, 2
 SPAN = FRAMES * STEP  # frames each side of the centre
