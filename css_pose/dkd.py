@@ -63,6 +63,7 @@ def initial_heatmaps(large, frames: torch.Tensor, batch: int, device) -> torch.T
     return torch.cat(out)
 
 
+# Longer than 60 lines: the training loop with both players, read top to bottom.
 def train_dkd(
     model: DKDModel,
     clips,

@@ -96,6 +96,7 @@ def _people_per_frame(model, codec, payload, video, boxes, device, flip_test, ch
     return found, facts, untrained
 
 
+# Longer than 60 lines: the outline of css-pose predict --people multi; each step is one call.
 def run_predict_multi(
     model_path: str | Path,
     video: str | Path,

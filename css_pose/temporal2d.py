@@ -194,6 +194,7 @@ def _pick(cache: list, idx: torch.Tensor, which: torch.Tensor, frames: int, devi
     ]
 
 
+# Longer than 60 lines: the training loop, read top to bottom.
 def train_temporal(
     model: TemporalPoseModel, codec, clips: Clips, cfg: DictConfig, device, loggers
 ) -> tuple[list[float], int, int]:

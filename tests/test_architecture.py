@@ -3,6 +3,7 @@ point to."""
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
 from pathlib import Path
@@ -267,3 +268,51 @@ def test_the_contrastive_sample_layout_is_read_by_name():
     assert frames[at.positives].tolist() == draw.positives.tolist()
     assert frames[at.negatives].tolist() == draw.negatives.tolist()
     assert frames[at.transition].tolist() == draw.transition.tolist()
+
+
+# Size limits (issue 15): a module of at most MODULE_LINES lines, a function body of at most
+# FUNCTION_LINES lines (its docstring not counted), or a one-line reason where it is longer.
+MODULE_LINES, FUNCTION_LINES = 400, 60
+MODULE_REASON, FUNCTION_REASON = "# Longer than 400 lines: ", "# Longer than 60 lines: "
+
+
+def _body_lines(node) -> int:
+    lines = node.end_lineno - node.lineno + 1
+    first = node.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+        if isinstance(first.value.value, str):
+            lines -= first.end_lineno - first.lineno + 1
+    return lines
+
+
+def test_modules_and_functions_are_short_or_say_why():
+    too_long = []
+    for path in _sources():
+        text = path.read_text()
+        lines = text.splitlines()
+        name = path.relative_to(PACKAGE.parent)
+        if len(lines) > MODULE_LINES and not any(
+            line.startswith(MODULE_REASON) and len(line) > len(MODULE_REASON) + 10 for line in lines
+        ):
+            too_long.append(f"{name}: {len(lines)} lines and no '{MODULE_REASON}...' line")
+        for node in ast.walk(ast.parse(text)):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            if _body_lines(node) <= FUNCTION_LINES:
+                continue
+            start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            above = lines[start - 2].strip() if start > 1 else ""
+            if not above.startswith(FUNCTION_REASON.strip()):
+                too_long.append(
+                    f"{name}:{node.lineno} {node.name}: {_body_lines(node)} lines and no "
+                    f"'{FUNCTION_REASON}...' line above it"
+                )
+    assert not too_long, "split these, or say why not:\n" + "\n".join(too_long)
+
+
+def test_the_size_rule_counts_the_body_without_the_docstring():
+    body = "".join(f"    x{i} = {i}\n" for i in range(FUNCTION_LINES))
+    short = ast.parse(f'def f():\n    """doc\n    more"""\n{body}').body[0]
+    assert _body_lines(short) == FUNCTION_LINES + 1  # the def line and the body
+    long = ast.parse(f"def f():\n{body}    return 1\n").body[0]
+    assert _body_lines(long) == FUNCTION_LINES + 2

@@ -19,6 +19,8 @@ field. With ``skip_bad=True`` the record is left out instead, the rest keeps loa
 problem is one line of :attr:`CocoKeypoints.problems`.
 """
 
+# Longer than 400 lines: the COCO reader and writer stay together, so one file shows the whole format.
+
 from __future__ import annotations
 
 import json

@@ -28,6 +28,8 @@ file's ``bbox`` (x, y, w, h), else the extent of its labelled joints; a person w
 left out. A joint flagged 1 (labelled, hidden) or 2 (visible) counts as labelled.
 """
 
+# Longer than 400 lines: matching labelled images to videos and writing their annotations is one workflow, and 28 lines are the module docstring that describes it.
+
 from __future__ import annotations
 
 import dataclasses
@@ -115,6 +117,28 @@ def match_image(image: CocoImage, videos: dict[str, list[VideoEntry]]) -> tuple[
             f"{what}: the file name has no folder, so it names no video; write file names as "
             "VIDEO/FRAME.jpg, e.g. walk01/000012.jpg for frame 12 of walk01.mp4"
         )
+    entry = _best_video(what, folder, videos)
+    frame = _frame_of(what, image, entry, parts[-1])
+    if frame >= entry.num_frames:
+        raise LabelMatchError(
+            f"{what}: frame {frame} is beyond {entry.rel_path}, which decodes "
+            f"{entry.num_frames} frames"
+        )
+    for axis, mine, theirs in (
+        ("width", image.width, entry.width),
+        ("height", image.height, entry.height),
+    ):
+        if mine is not None and mine != theirs:
+            raise LabelMatchError(
+                f"{what}: {axis} {mine} px but {entry.rel_path} is {entry.width}x{entry.height}; "
+                "label the video's own frames (or resize the keypoints)"
+            )
+    return entry, frame
+
+
+def _best_video(what: str, folder: tuple, videos: dict[str, list[VideoEntry]]) -> VideoEntry:
+    """The video named ``folder[-1]`` whose path shares the most trailing folders with
+    ``folder``; LabelMatchError when there is none or two tie."""
     candidates = []
     for entry in videos.get(folder[-1], []):
         vparts = _video_parts(entry)
@@ -137,37 +161,26 @@ def match_image(image: CocoImage, videos: dict[str, list[VideoEntry]]) -> tuple[
             + ", ".join(e.rel_path for e in winners[:3])
             + "); give the image's folders as in the data root"
         )
-    entry = winners[0]
+    return winners[0]
+
+
+def _frame_of(what: str, image: CocoImage, entry: VideoEntry, file: str) -> int:
+    """The 0-based frame index of ``image`` in ``entry``: its ``frame_index``, else the position
+    of ``file`` in a frame folder, else the number ``file`` is named by."""
     if image.frame_index is not None:
-        frame = image.frame_index
-    elif not Path(entry.path).is_file():
+        return image.frame_index
+    if not Path(entry.path).is_file():
         names = [os.path.basename(f) for f in frame_files(entry.path)]
-        if parts[-1] not in names:
-            raise LabelMatchError(f"{what}: the frame folder {entry.path} has no image {parts[-1]}")
-        frame = names.index(parts[-1])
-    else:
-        stem = PurePosixPath(parts[-1]).stem
-        if not stem.isdigit():
-            raise LabelMatchError(
-                f"{what}: {parts[-1]!r} holds no frame number; name it by its 0-based frame "
-                "index (000012.jpg) or give the image a 'frame_index'"
-            )
-        frame = int(stem)
-    if frame >= entry.num_frames:
+        if file not in names:
+            raise LabelMatchError(f"{what}: the frame folder {entry.path} has no image {file}")
+        return names.index(file)
+    stem = PurePosixPath(file).stem
+    if not stem.isdigit():
         raise LabelMatchError(
-            f"{what}: frame {frame} is beyond {entry.rel_path}, which decodes "
-            f"{entry.num_frames} frames"
+            f"{what}: {file!r} holds no frame number; name it by its 0-based frame "
+            "index (000012.jpg) or give the image a 'frame_index'"
         )
-    for axis, mine, theirs in (
-        ("width", image.width, entry.width),
-        ("height", image.height, entry.height),
-    ):
-        if mine is not None and mine != theirs:
-            raise LabelMatchError(
-                f"{what}: {axis} {mine} px but {entry.rel_path} is {entry.width}x{entry.height}; "
-                "label the video's own frames (or resize the keypoints)"
-            )
-    return entry, frame
+    return int(stem)
 
 
 def _labels_directory(path: Path, index: VideoIndex, kind: str = "labels") -> Path:
