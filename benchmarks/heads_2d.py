@@ -205,7 +205,7 @@ def _datamodule(result: dict):
 
 def _test_crops(result: dict) -> torch.Tensor:
     """64 test crops, for timing."""
-    frames = [b["frames"][:, 0] for b in _datamodule(result).probe_dataloader(result["test_split"])]
+    frames = [b["frames"] for b in _datamodule(result).probe_dataloader(result["test_split"])]
     return torch.cat(frames)[:64]
 
 
@@ -221,8 +221,8 @@ def mean_pose_scores(result: dict, seeds: list[int], fraction: float) -> list[di
     def grab(split):
         kp, vis = [], []
         for batch in dm.probe_dataloader(split):
-            kp.append(batch["keypoints_2d"][:, 0])
-            vis.append(batch["visibility"][:, 0] > 0)
+            kp.append(batch["keypoints_2d"])
+            vis.append(batch["visibility"] > 0)
         return torch.cat(kp), torch.cat(vis)
 
     train_kp, train_vis = grab("train")

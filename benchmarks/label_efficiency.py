@@ -205,7 +205,7 @@ def collect(loader) -> dict[str, torch.Tensor]:
     parts: dict[str, list] = {}
     for batch in loader:
         flipped = mirror_frame_batch(batch, torch.ones(len(batch["frames"]), dtype=torch.bool))
-        parts.setdefault("frames", []).append(batch["frames"][:, 0].mul(255).round().byte())
+        parts.setdefault("frames", []).append(batch["frames"].mul(255).round().byte())
         for prefix, b in (("", batch), ("mirror_", flipped)):
             kp2, vis = targets_of(b, "2d")
             for key, value in (

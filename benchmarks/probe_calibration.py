@@ -57,7 +57,7 @@ def main() -> None:
         for k, v in _collect(trained, loader()).items():
             if k.startswith("feat/"):
                 data[k.replace("feat/", "feat/trained_")] = v
-    pixels = [F.interpolate(b["frames"][:, 0].mean(1, keepdim=True), size=16, mode="area").flatten(1)
+    pixels = [F.interpolate(b["frames"].mean(1, keepdim=True), size=16, mode="area").flatten(1)
               for b in loader()]  # fmt: skip
     data["feat/pixels"] = torch.cat(pixels)
     data["feat/gt_2d"] = data["keypoints_2d"].flatten(1)

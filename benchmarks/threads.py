@@ -46,7 +46,7 @@ def train_speed(configure: bool, workers: int, size: int, batch: int, steps: int
         for b in loader:
             if done == 5:
                 t0 = time.perf_counter()
-            x, y = b["frames"][:, 0], b["keypoints_2d"][:, 0].flatten(1) / size
+            x, y = b["frames"], b["keypoints_2d"].flatten(1) / size
             loss = (head(enc(x).mean((2, 3))) - y).abs().mean()
             opt.zero_grad()
             loss.backward()

@@ -121,9 +121,9 @@ def load_labeled(dataset, like, batch_size: int) -> tuple[torch.Tensor, ...]:
     visibility (N, J)."""
     frames, kps, viss = [], [], []
     for batch in make_loader(dataset, like, batch_size, False, 0):
-        frames.append(batch["frames"][:, 0])
-        kps.append(batch["keypoints_2d"][:, 0])
-        viss.append(batch["visibility"][:, 0])
+        frames.append(batch["frames"])
+        kps.append(batch["keypoints_2d"])
+        viss.append(batch["visibility"])
     return torch.cat(frames), torch.cat(kps), torch.cat(viss)
 
 
@@ -283,13 +283,13 @@ def predict_test_split(model: PoseModel, codec, test_loader, cfg: DictConfig, de
     show = set(np.linspace(0, n_test - 1, min(cfg.num_images, n_test)).round().astype(int).tolist())
     preds, gts, viss, crops, seen = [], [], [], [], 0
     for batch in test_loader:
-        frames = batch["frames"][:, 0].to(device)
+        frames = batch["frames"].to(device)
         kp, _ = predict(model, codec, frames, cfg.flip_test)
         preds.append(kp.cpu())
-        gts.append(batch["keypoints_2d"][:, 0])
-        viss.append(batch["visibility"][:, 0] > 0)
+        gts.append(batch["keypoints_2d"])
+        viss.append(batch["visibility"] > 0)
         keep = [i for i in range(len(frames)) if seen + i in show]
-        crops += [(seen + i, batch["frames"][i, 0]) for i in keep]
+        crops += [(seen + i, batch["frames"][i]) for i in keep]
         seen += len(frames)
     return torch.cat(preds), torch.cat(gts), torch.cat(viss), crops
 

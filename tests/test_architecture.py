@@ -213,6 +213,11 @@ def test_every_consumer_computes_the_same_pck():
         ("mirroring (the left/right joint swap)", r"\bflip_permutation\(\)", "css_pose/flip.py"),
         ("run-folder naming", r"%Y%m%d-%H%M%S", "css_pose/artifacts/runs.py"),
         ("logger shutdown", r"\.experiment\.finish\(\)", "css_pose/methods/loggers.py"),
+        (
+            "feature collection over a loader",
+            r'features\(batch\["frames"\]',
+            "css_pose/probe/batches.py",
+        ),
     ],
 )
 def test_one_definition(what, pattern, home):

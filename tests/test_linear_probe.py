@@ -284,7 +284,7 @@ def test_labeled_in_memory_matches_the_loader(css_ckpt, tmp_path, target):
     data = labeled_in_memory(loader, target)
     assert data is not None and data.frames.dtype == torch.uint8
     batches = list(loader)
-    frames = torch.cat([b["frames"][:, 0] for b in batches])
+    frames = torch.cat([b["frames"] for b in batches])
     assert torch.equal(data.images(torch.arange(len(frames))), frames)
     ones = [torch.ones(len(b["frames"]), dtype=torch.bool) for b in batches]
     for kp, mask, mirror in ((data.kp, data.mask, False), (data.mirror_kp, data.mirror_mask, True)):

@@ -160,10 +160,10 @@ def _labelled_batch(b: int = 3, size: int = 24, seed: int = 0) -> dict:
             taken.add((x, y))
             frames[i, :, y, x] = (j + 1) / 32
     return {
-        "frames": frames[:, None],
-        "keypoints_2d": kp2[:, None],
-        "visibility": vis[:, None],
-        "keypoints_3d": random_poses(b, gen).float()[:, None],
+        "frames": frames,
+        "keypoints_2d": kp2,
+        "visibility": vis,
+        "keypoints_3d": random_poses(b, gen).float(),
         "has_labels": torch.ones(b, dtype=torch.bool),
         "video_idx": torch.arange(b),
     }
@@ -186,7 +186,7 @@ def test_mirrored_keypoints_land_on_the_mirrored_content():
     which = torch.ones(3, dtype=torch.bool)
     out = mirror_frame_batch(batch, which)
     perm = flip_permutation()
-    frames, kp2, vis = out["frames"][:, 0], out["keypoints_2d"][:, 0], out["visibility"][:, 0]
+    frames, kp2, vis = out["frames"], out["keypoints_2d"], out["visibility"]
     for i in range(3):
         for j in range(17):
             if vis[i, j]:
@@ -195,7 +195,7 @@ def test_mirrored_keypoints_land_on_the_mirrored_content():
                 # right wrist looks like a left wrist in the mirrored crop).
                 assert frames[i, 0, y, x] == (perm[j] + 1) / 32
     # 3D: x -> -x in camera coordinates, with the same left/right swap.
-    kp3, kp3_m = batch["keypoints_3d"][:, 0], out["keypoints_3d"][:, 0]
+    kp3, kp3_m = batch["keypoints_3d"], out["keypoints_3d"]
     torch.testing.assert_close(kp3_m[:, :, 0], -kp3[:, perm, 0])
     torch.testing.assert_close(kp3_m[:, :, 1:], kp3[:, perm, 1:])
     # The mirrored body-frame target is the body frame of the mirrored pose.

@@ -414,9 +414,9 @@ def test_keypoints_land_on_the_dot_in_the_crop(dot_video):
     ds = VideoClipDataset(index.videos, "frame", 96, frame_stride=7)
     for i in range(len(ds)):
         s = ds[i]
-        kp = s["keypoints_2d"][0, 1].numpy()
-        assert np.linalg.norm(_dot_centre(s["frames"][0].numpy()) - kp) < 1.5
-        assert s["has_labels"] and s["visibility"][0, 1] == 1
+        kp = s["keypoints_2d"][1].numpy()
+        assert np.linalg.norm(_dot_centre(s["frames"].numpy()) - kp) < 1.5
+        assert s["has_labels"] and s["visibility"][1] == 1
 
 
 def test_flipped_and_jittered_views_keep_labels_on_the_dot(dot_video):
@@ -441,7 +441,7 @@ def test_whole_frame_is_letterboxed_without_annotation(tmp_path):
     ds = VideoClipDataset(
         index_videos(tmp_path, cache=False).videos, "frame", 64, labeled_only=False
     )
-    frame = ds[0]["frames"][0]
+    frame = ds[0]["frames"]
     assert not ds[0]["has_labels"] and ds[0]["keypoints_2d"].abs().sum() == 0
     assert frame[:, :7].abs().max() == 0 and frame[:, -7:].abs().max() == 0  # 8 px bands
     assert frame[:, 9:-9].mean() > 0.1
@@ -512,7 +512,7 @@ def test_multi_person_tracks_are_items_centred_on_each_person(tmp_path):
     assert len(ds) == 30 + 25
     for i in (0, 40):
         s = ds[i]
-        centre = s["keypoints_2d"][0].mean(0)
+        centre = s["keypoints_2d"].mean(0)
         assert (centre - 31.5).abs().max() < 12  # the person sits near the crop centre
 
 
@@ -581,7 +581,7 @@ def test_datamodule_splits_by_video_and_probes_val_frames(video_set):
     assert all(b["has_labels"].all() for b in frames)
     video_idx = torch.cat([b["video_idx"] for b in frames])
     assert {dm.val_set.videos[i].rel_path for i in video_idx.tolist()} == val
-    frame_idx = torch.cat([b["frame_idx"][:, 0] for b in frames])
+    frame_idx = torch.cat([b["frame_idx"] for b in frames])
     assert (frame_idx % 4 == 0).all()
     assert len(video_idx) == 15 * len(val)
 
@@ -595,12 +595,12 @@ def test_plain_dataloader_collates_every_mode(video_set, tmp_path):
     root = tmp_path / "copy"
     shutil.copytree(video_set, root)
     videos = index_videos(root, cache=False).videos
-    for mode, n in (("contrastive", 6), ("clip", 8), ("frame", 1), ("views", 2)):
+    for mode, n in (("contrastive", (6,)), ("clip", (8,)), ("frame", ()), ("views", (2,))):
         ds = VideoClipDataset(videos, mode, 32, d_neg=20, samples_per_epoch=4)
         batch = next(iter(DataLoader(ds, batch_size=4)))
-        assert batch["frames"].shape == (4, n, 3, 32, 32)
+        assert batch["frames"].shape == (4, *n, 3, 32, 32)  # frame mode: no frame axis
         assert batch["frames"].min() >= 0 and batch["frames"].max() <= 1
-        assert batch["keypoints_2d"].shape == (4, n, 17, 2)
+        assert batch["keypoints_2d"].shape == (4, *n, 17, 2)
         assert batch["has_labels"].dtype == torch.bool
 
 
@@ -631,8 +631,8 @@ def test_reads_the_synthetic_generator_layout(tmp_path):
     ds = VideoClipDataset(index.videos, "frame", 64, frame_stride=10)
     for i in range(len(ds)):
         s = ds[i]
-        visible = s["visibility"][0] > 0
+        visible = s["visibility"] > 0
         assert visible.any() and s["has_labels"]
-        centre = s["keypoints_2d"][0][visible].mean(0)
+        centre = s["keypoints_2d"][visible].mean(0)
         assert (centre - 31.5).abs().max() < 16  # crops are centred on their person
-        assert s["keypoints_3d"][0, :, 2].min() > 0  # in front of the camera, mm
+        assert s["keypoints_3d"][:, 2].min() > 0  # in front of the camera, mm

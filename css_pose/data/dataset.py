@@ -16,7 +16,8 @@ A sample is a dict of tensors:
 ``sample_idx`` int64 scalars; ``keypoints_2d`` (N, J, 2) float32 crop px; ``visibility`` (N, J)
 float32 (0 also where the point falls outside the crop); ``keypoints_3d`` (N, J, 3) float32 mm,
 camera coordinates; ``has_labels`` bool scalar (False: label tensors are zeros); and in contrastive
-mode ``gt_offsets`` (n_gt,) int64.
+mode ``gt_offsets`` (n_gt,) int64. In frame mode the per-frame tensors (:data:`PER_FRAME_KEYS`)
+have no N axis: ``frames`` (3, S, S), ``frame_idx`` a scalar, ``keypoints_2d`` (J, 2), ...
 """
 
 # Longer than 400 lines: VideoClipDataset is one class (342 lines) whose four sampling modes share the cropping, the crop store and the augmentation.
@@ -64,6 +65,8 @@ from css_pose.flip import flip_joints
 from css_pose.skeleton import NUM_JOINTS
 
 MODES = ("contrastive", "clip", "frame", "views")
+# The keys of a sample with one entry per frame (the N axis); frame mode drops that axis.
+PER_FRAME_KEYS = ("frames", "frame_idx", "keypoints_2d", "visibility", "keypoints_3d")
 
 
 @dataclass(frozen=True)
@@ -311,6 +314,8 @@ class VideoClipDataset(Dataset):
                 warnings.warn(f"{e}; using a sample of another video instead", stacklevel=2)
                 continue
             sample["sample_idx"] = torch.tensor(index)
+            if self.mode == "frame":  # one frame: its tensors carry no frame axis
+                sample.update({key: sample[key][0] for key in PER_FRAME_KEYS})
             if self.mode == "contrastive":
                 sample["gt_offsets"] = torch.from_numpy(offsets)
             return sample

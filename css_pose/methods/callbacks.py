@@ -14,6 +14,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from css_pose.checkpoint import read_torch_file, save_torch_file
 from css_pose.metrics import body_frame, mpjpe, p_mpjpe, pck_tight, root_relative
 from css_pose.probe import fit_ridge_cv
+from css_pose.probe.batches import collect_frames
 from css_pose.viz import contact_sheet, draw_skeleton, embedding_figure, save_png
 
 # The online probe fits on half of the labelled validation videos and scores on the other half.
@@ -130,23 +131,14 @@ class SaveOnInterrupt(pl.Callback):
 
 
 def _collect(pl_module, loader) -> dict[str, torch.Tensor]:
-    """Run ``pl_module.features`` over a labeled frame loader; returns concatenated CPU tensors."""
-    feats: dict[str, list[torch.Tensor]] = {}
-    keep = {"keypoints_3d": [], "keypoints_2d": [], "visibility": [], "video_idx": []}
+    """Run ``pl_module.features`` over a labeled frame loader in eval mode
+    (:func:`~css_pose.probe.batches.collect_frames`); returns concatenated CPU tensors."""
     was_training = pl_module.training
     pl_module.eval()
-    with torch.no_grad():
-        for batch in loader:
-            frames = batch["frames"][:, 0].to(pl_module.device)
-            for name, f in pl_module.features(frames).items():
-                feats.setdefault(name, []).append(f.float().cpu())
-            for k in ("keypoints_3d", "keypoints_2d", "visibility"):
-                keep[k].append(batch[k][:, 0])
-            keep["video_idx"].append(batch["video_idx"])
+    data = collect_frames(pl_module, loader, pl_module.device)
     pl_module.train(was_training)
-    out = {k: torch.cat(v) for k, v in keep.items()}
-    out.update({f"feat/{k}": torch.cat(v) for k, v in feats.items()})
-    return out
+    data.pop("has_labels")
+    return data
 
 
 def score_probe(
@@ -320,7 +312,7 @@ class MediaLogger(pl.Callback):
         """One frame from each of ``num_samples`` different videos of ``loader_fn()``."""
         picked, seen = [], set()
         for batch in self.loader_fn():
-            for frame, vid in zip(batch["frames"][:, 0], batch["video_idx"].tolist()):
+            for frame, vid in zip(batch["frames"], batch["video_idx"].tolist()):
                 if vid not in seen:
                     seen.add(vid)
                     picked.append(frame)

@@ -8,17 +8,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from einops import rearrange
 from omegaconf import DictConfig
 
 from css_pose.probe.model import mirror_frame_batch, targets_of
 
 
 def features_of(method, frames: torch.Tensor, feature: str) -> torch.Tensor:
-    return method.features(rearrange(frames, "b 1 c h w -> b c h w"))[feature]
+    return method.features(frames)[feature]
+
+
+LABEL_KEYS = ("keypoints_3d", "keypoints_2d", "visibility", "video_idx", "has_labels")
 
 
 @torch.no_grad()
+def collect_frames(method, loader, device, mirror: bool = False) -> dict[str, torch.Tensor]:
+    """Every feature of ``method.features`` (``feat/<name>`` (N, D) float32) and the labels
+    (:data:`LABEL_KEYS`) of every frame of a frame-mode ``loader``, on the CPU; with ``mirror``,
+    of the mirrored frames (:func:`mirror_frame_batch`). The method's train/eval mode is the
+    caller's. The one loop that the linear probe and the online probe read features through."""
+    parts: dict[str, list[torch.Tensor]] = {}
+    for batch in loader:
+        if mirror:
+            batch = mirror_frame_batch(batch, torch.ones(len(batch["frames"]), dtype=torch.bool))
+        for name, value in method.features(batch["frames"].to(device)).items():
+            parts.setdefault(f"feat/{name}", []).append(value.float().cpu())
+        for key in LABEL_KEYS:
+            parts.setdefault(key, []).append(batch[key])
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
 def collect_features(
     method,
     loader,
@@ -28,18 +46,12 @@ def collect_features(
     train_mode: bool = False,
     mirror: bool = False,
 ) -> tuple[torch.Tensor, ...]:
-    """Features (N, D) and labels (N, J, k), masks (N, J) of every frame of ``loader``; with
-    ``mirror``, of the mirrored frames (:func:`mirror_frame_batch`)."""
+    """Features (N, D) and labels (N, J, k), masks (N, J) of every frame of ``loader``
+    (:func:`collect_frames` with the method in ``train_mode``)."""
     method.train(train_mode)
-    feats, kps, masks = [], [], []
-    for batch in loader:
-        if mirror:
-            batch = mirror_frame_batch(batch, torch.ones(len(batch["frames"]), dtype=torch.bool))
-        feats.append(features_of(method, batch["frames"].to(device), feature).float().cpu())
-        kp, m = targets_of(batch, target)
-        kps.append(kp.float())
-        masks.append(m)
-    return torch.cat(feats), torch.cat(kps), torch.cat(masks)
+    data = collect_frames(method, loader, device, mirror)
+    kp, mask = targets_of(data, target)
+    return data[f"feat/{feature}"], kp.float(), mask
 
 
 def _coin(n: int, gen: torch.Generator) -> torch.Tensor:
@@ -100,7 +112,7 @@ def labeled_in_memory(loader, target: str) -> LabeledFrames | None:
     parts: dict[str, list[torch.Tensor]] = {}
     exact = True
     for batch in loader:
-        x = batch["frames"][:, 0]
+        x = batch["frames"]
         as_bytes = x.mul(255.0).round_()
         exact = exact and torch.equal(as_bytes.div(255.0), x)
         parts.setdefault("bytes", []).append(as_bytes.byte())

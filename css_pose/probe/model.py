@@ -81,11 +81,11 @@ def targets_of(batch: dict, target: str) -> tuple[torch.Tensor, torch.Tensor]:
     """
     labeled = batch["has_labels"].bool()[:, None]  # (B, 1)
     if target in ("3d", "body3d"):
-        kp = root_relative(batch["keypoints_3d"][:, 0])
+        kp = root_relative(batch["keypoints_3d"])
         if target == "body3d":
             kp = body_frame(kp)
         return kp, labeled.expand(kp.shape[:2])
-    return batch["keypoints_2d"][:, 0], batch["visibility"][:, 0].bool() & labeled
+    return batch["keypoints_2d"], batch["visibility"].bool() & labeled
 
 
 def compute_metrics(
@@ -122,13 +122,13 @@ def mirror_frame_batch(batch: dict, which: torch.Tensor) -> dict:
     :func:`targets_of` (the body frame too) are those of the mirrored crops.
     """
     frames, kp2, vis = mirror_batch(
-        batch["frames"][:, 0], batch["keypoints_2d"][:, 0], batch["visibility"][:, 0], which
+        batch["frames"], batch["keypoints_2d"], batch["visibility"], which
     )
-    kp3 = batch["keypoints_3d"][:, 0]
+    kp3 = batch["keypoints_3d"]
     _, _, kp3_mirrored = flip_joints(kp2.numpy(), vis.numpy(), kp3.numpy())
     kp3 = torch.where(which.view(-1, 1, 1), torch.from_numpy(kp3_mirrored), kp3)
     mirrored = {"frames": frames, "keypoints_2d": kp2, "visibility": vis, "keypoints_3d": kp3}
-    return {**batch, **{k: rearrange(v, "b ... -> b 1 ...") for k, v in mirrored.items()}}
+    return {**batch, **mirrored}
 
 
 def probe_loss(probe: PoseProbe, feats, kp, mask) -> torch.Tensor:
