@@ -8,7 +8,12 @@ and predictions are root-relative 3D in metres; reported errors are in mm.
         --h36m-2d data_2d_h36m_cpn_ft_h36m_dbb.npz --model tcn --frames 27
 
 ``--data synthetic`` reads ``data/synthetic_lift`` (:data:`SYNTHETIC_SET`), generated there on
-first use.
+first use. ``--data poses`` trains on render-free 2D/3D pairs (:mod:`css_pose.data.synthetic.poses`,
+cached in ``data/lift_poses``) and scores on its test, held-out-motion and held-out-camera splits
+and on the rendered set's test split.
+
+    python -m css_pose.lifting --data poses --sequences 20000 --model tcn --frames 27 \
+        --channels 128 --steps 10000
 """
 
 from __future__ import annotations
@@ -210,9 +215,50 @@ def evaluate(
     }
 
 
+def _load_data(args) -> tuple[LiftingData, dict[str, LiftingData]]:
+    """(train, {name: evaluation set}) for ``--data``; "test" is the split the lifter is judged
+    by."""
+    if args.data == "synthetic":
+        train, test = load_synthetic_lifting_data(prepare_synthetic_set(args.synthetic_root))
+        return train, {"test": test}
+    if args.data == "poses":
+        from css_pose.data.synthetic.poses import pose_pairs
+
+        def split(name: str, n: int) -> LiftingData:
+            return LiftingData.from_sequences(
+                pose_pairs(name, n, seed=args.seed, workers=args.workers)
+            )
+
+        train = split("train", args.sequences)
+        tests = {name: split(name, args.eval_sequences)
+                 for name in ("test", "heldout_motion", "heldout_camera")}  # fmt: skip
+        if args.no_rendered_test:
+            return train, tests
+        rendered = load_synthetic_lifting_data(prepare_synthetic_set(args.synthetic_root))[1]
+        return train, {**tests, "rendered_test": rendered}
+    for path in (args.h36m_3d, args.h36m_2d):
+        if not Path(path).is_file():
+            raise FileNotFoundError(
+                f"{path}: no such file; pass VideoPose3D's data_3d_*.npz as --h36m-3d and "
+                "a data_2d_*.npz as --h36m-2d"
+            )
+    train, test = load_lifting_data(args.h36m_3d, args.h36m_2d)
+    return train, {"test": test}
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", choices=("synthetic", "videopose3d"), default="synthetic")
+    parser.add_argument("--data", choices=("synthetic", "poses", "videopose3d"), default="synthetic",
+                        help="synthetic: the rendered set's 2D/3D; poses: render-free pairs "
+                        "(css_pose.data.synthetic.poses), scored on its test, held-out motion "
+                        "and held-out camera splits and on the rendered set's test split")  # fmt: skip
+    parser.add_argument("--sequences", type=int, default=20000,
+                        help="--data poses: training sequences of 81 frames")  # fmt: skip
+    parser.add_argument("--eval-sequences", type=int, default=500,
+                        help="--data poses: sequences of each evaluation split")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=2, help="--data poses: processes")
+    parser.add_argument("--no-rendered-test", action="store_true",
+                        help="--data poses: skip the rendered set's test split")  # fmt: skip
     parser.add_argument("--synthetic-root", default=SYNTHETIC_ROOT,
                         help=f"a generated synthetic set (default {SYNTHETIC_ROOT}: generated "
                         "on first use)")  # fmt: skip
@@ -230,28 +276,23 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
     configure_threads(args.threads)
     torch.manual_seed(args.seed)
-    if args.data == "synthetic":
-        train, test = load_synthetic_lifting_data(prepare_synthetic_set(args.synthetic_root))
-    else:
-        if not (args.h36m_3d and args.h36m_2d):
-            parser.error("--data videopose3d needs --h36m-3d and --h36m-2d")
-        for path in (args.h36m_3d, args.h36m_2d):
-            if not Path(path).is_file():
-                raise FileNotFoundError(
-                    f"{path}: no such file; pass VideoPose3D's data_3d_*.npz as --h36m-3d and "
-                    "a data_2d_*.npz as --h36m-2d"
-                )
-        train, test = load_lifting_data(args.h36m_3d, args.h36m_2d)
+    if args.data == "videopose3d" and not (args.h36m_3d and args.h36m_2d):
+        parser.error("--data videopose3d needs --h36m-3d and --h36m-2d")
+    train, tests = _load_data(args)
     model = build_lifter(args.model, args.frames, args.channels)
     print(f"{args.model}, {args.frames} frames: {count_parameters(model):,} parameters")
     start = time.perf_counter()
     train_lifter(model, train, args.steps, args.batch_size, args.lr, seed=args.seed,
                  log_every=max(args.steps // 10, 1))  # fmt: skip
-    result = evaluate(model, test, seed=args.seed)
-    print(
-        f"test MPJPE {result['mpjpe']:.1f} mm, P-MPJPE {result['p_mpjpe']:.1f} mm "
-        f"({result['frames']} frames, trained in {time.perf_counter() - start:.0f} s)"
-    )
+    seconds = time.perf_counter() - start
+    result = {}
+    for name, test in tests.items():
+        scores = evaluate(model, test, seed=args.seed)
+        print(
+            f"{name} MPJPE {scores['mpjpe']:.1f} mm, P-MPJPE {scores['p_mpjpe']:.1f} mm "
+            f"({scores['frames']} frames, trained in {seconds:.0f} s)"
+        )
+        result.update(scores if name == "test" else {f"{name}/{k}": v for k, v in scores.items()})
     if args.save:
         path = save_lifter(args.save, model, args.model, args.frames, args.channels, result)
         print(f"lifter saved to {path}")

@@ -80,6 +80,8 @@ def sample_camera(
     size: int,
     fill: tuple[float, float] = (0.6, 0.85),
     pan: bool = False,
+    fov_deg: tuple[float, float] = (40, 65),
+    elevation_deg: tuple[float, float] = (-5, 25),
 ) -> Camera:
     """Random viewpoint that frames ``points`` and keeps them in view.
 
@@ -88,14 +90,15 @@ def sample_camera(
     times: (N,) seconds at which the camera is evaluated (the pan moves with time).
     size: image side in px. fill: range of the fraction of the image height that the framed
         points span. pan: slow sinusoidal yaw of the camera about its own centre (3-8 degrees).
-    The focal length comes from a 40-65 degree field of view, the azimuth is uniform over the full
-    circle (0 = in front of a person facing +z), the elevation is -5..25 degrees (looking down).
+    The focal length comes from a field of view drawn from ``fov_deg`` (40-65 degrees), the
+    azimuth is uniform over the full circle (0 = in front of a person facing +z), the elevation
+    is drawn from ``elevation_deg`` (-5..25 degrees; positive looks down).
     """
-    fov = np.deg2rad(rng.uniform(40, 65))
+    fov = np.deg2rad(rng.uniform(*fov_deg))
     f = (size / 2) / np.tan(fov / 2)
     c = (size - 1) / 2
     intrinsics = np.array([f, f, c, c])
-    az, el = np.deg2rad(rng.uniform(0, 360)), np.deg2rad(rng.uniform(-5, 25))
+    az, el = np.deg2rad(rng.uniform(0, 360)), np.deg2rad(rng.uniform(*elevation_deg))
     target_fill = rng.uniform(*fill)
     pan_deg = rng.uniform(3, 8) * rng.choice([-1, 1])
     pan_period, pan_phase = rng.uniform(4, 10), rng.uniform(0, 2 * np.pi)

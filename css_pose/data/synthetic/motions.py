@@ -9,7 +9,7 @@ on the floor of the body-centred world (y up, mm).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -233,7 +233,7 @@ ARM_DOFS = tuple(
 )
 
 
-def _smooth_noise(t: np.ndarray, rng: np.random.Generator, deg: float) -> np.ndarray:
+def smooth_noise(t: np.ndarray, rng: np.random.Generator, deg: float) -> np.ndarray:
     """Slow random sway (sum of two sinusoids, 0.1-0.5 Hz) so no pose is perfectly still."""
     return sum(rng.uniform(0.3, 1.0) * deg * np.sin(_phase(t, rng, (0.1, 0.5))) for _ in range(2))
 
@@ -260,17 +260,28 @@ def _crossfade(a: Angles, b: Angles, w: np.ndarray, t0_index: int) -> Angles:
     return out
 
 
-def sample_angles(t: np.ndarray, duration: float, rng: np.random.Generator) -> tuple[str, Angles]:
+def sample_angles(
+    t: np.ndarray, duration: float, rng: np.random.Generator, families: Sequence[str] | None = None
+) -> tuple[str, Angles]:
     """One person's joint angles over a clip.
 
     t: (N,) evaluation times in seconds (may include sub-frame times for motion blur).
     duration: clip length in seconds; a transition between two families happens inside it.
+    families: the families to draw from (default all of ``FAMILIES``, the rendered videos'
+        draws); a combination of legs and arms needs one of each in ``families``.
     Returns (label, angles): label is "walk" (one family), "walk>wave" (walk, then a smooth
     transition to wave) or "walk+wave" (wave's arms over walk's legs and trunk); angles maps
     DOF -> (N,) degrees plus "lift" -> (N,) mm.
     """
-    names = list(FAMILIES)
+    names = list(families or FAMILIES)
+    unknown = set(names) - set(FAMILIES)
+    if unknown or not names:
+        raise ValueError(f"unknown motion families {sorted(unknown)}; choose from {list(FAMILIES)}")
+    lower = [f for f in LOWER_BODY_FAMILIES if f in names]
+    arms = [f for f in ARM_FAMILIES if f in names]
     mode = rng.choice(3, p=[0.4, 0.35, 0.25])
+    if mode == 1 and len(names) < 2 or mode == 2 and not (lower and arms):
+        mode = 0
     if mode == 0:
         families = [names[rng.integers(len(names))]]
         angles = FAMILIES[families[0]](t, rng)
@@ -283,16 +294,13 @@ def sample_angles(t: np.ndarray, duration: float, rng: np.random.Generator) -> t
         angles = _crossfade(first, second, x * x * (3 - 2 * x), int(np.argmin(np.abs(t - t0))))
         label = ">".join(families)
     else:
-        families = [
-            LOWER_BODY_FAMILIES[rng.integers(len(LOWER_BODY_FAMILIES))],
-            ARM_FAMILIES[rng.integers(len(ARM_FAMILIES))],
-        ]
+        families = [lower[rng.integers(len(lower))], arms[rng.integers(len(arms))]]
         body, arms = (FAMILIES[f](t, rng) for f in families)
         angles = {k: v for k, v in body.items() if k not in ARM_DOFS}
         angles |= {k: v for k, v in arms.items() if k in ARM_DOFS}
         label = "+".join(families)
     for dof, deg in (("torso_roll", 2), ("torso_yaw", 4), ("neck_pitch", 5), ("neck_yaw", 10)):
-        angles[dof] = angles.get(dof, 0.0) + _smooth_noise(t, rng, deg)
+        angles[dof] = angles.get(dof, 0.0) + smooth_noise(t, rng, deg)
     angles["root_yaw"] = angles.get("root_yaw", 0.0) + rng.uniform(0, 360)
     return label, angles
 
