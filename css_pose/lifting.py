@@ -37,7 +37,7 @@ from css_pose.data.h36m import (
     split_subjects,
 )
 from css_pose.flip import flip_pose
-from css_pose.metrics import mpjpe, p_mpjpe, root_relative
+from css_pose.metrics import mpjpe, n_mpjpe, p_mpjpe, root_relative
 from css_pose.models.lifter_model import (
     MODELS,
     Windows,
@@ -186,9 +186,11 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 2048,
 ) -> dict[str, float]:
-    """MPJPE and P-MPJPE (mm) of every frame, averaged action-wise
-    (:func:`css_pose.data.h36m.action_wise_mean`); noise_px / drop corrupt the 2D input
-    (:func:`corrupt`, seeded by ``seed``). Returns {"mpjpe", "p_mpjpe", "frames"}."""
+    """MPJPE, N-MPJPE (scale-aligned) and P-MPJPE (mm) of every frame, averaged action-wise
+    (:func:`css_pose.data.h36m.action_wise_mean`), and the MPJPE of each motion kind
+    (:func:`motion_kind`, a plain mean over its sequences); noise_px / drop corrupt the 2D input
+    (:func:`corrupt`, seeded by ``seed``). Returns {"mpjpe", "n_mpjpe", "p_mpjpe",
+    "mpjpe_<kind>"..., "frames"}."""
     gen = np.random.default_rng(seed)
     inputs = [
         corrupt(x, w, noise_px, drop, gen) if noise_px or drop else x
@@ -201,18 +203,38 @@ def evaluate(
             for i in range(0, len(data), batch_size)
         ]
     )
-    rows_m, rows_p, start = [], [], 0
+    rows: dict[str, list] = {"mpjpe": [], "n_mpjpe": [], "p_mpjpe": []}
+    by_kind: dict[str, list[float]] = {}
+    start = 0
     for action, target in zip(data.actions, data.targets):
         pred = 1000 * preds[start : start + len(target)]
         gt = 1000 * torch.from_numpy(target)
-        rows_m.append((action, mpjpe(pred, gt).item(), len(target)))
-        rows_p.append((action, p_mpjpe(pred, gt).item(), len(target)))
+        for name, metric in (("mpjpe", mpjpe), ("n_mpjpe", n_mpjpe), ("p_mpjpe", p_mpjpe)):
+            rows[name].append((action, metric(pred, gt).item(), len(target)))
+        by_kind.setdefault(motion_kind(action), []).append(rows["mpjpe"][-1][1])
         start += len(target)
-    return {
-        "mpjpe": action_wise_mean(rows_m)[0],
-        "p_mpjpe": action_wise_mean(rows_p)[0],
-        "frames": len(data),
-    }
+    out = {name: action_wise_mean(r)[0] for name, r in rows.items()}
+    out.update({f"mpjpe_{kind}": float(np.mean(e)) for kind, e in sorted(by_kind.items())})
+    return {**out, "frames": len(data)}
+
+
+def motion_kind(action: str) -> str:
+    """The kind of a render-free sequence's motion from its label
+    (:mod:`css_pose.data.synthetic.poses`): "random" (every angle random), "partly_random" (a
+    family with random angles), "mixture" (one family's legs, another's arms: "a+b"),
+    "transition" ("a>b") or "family"; any other label (Human3.6M actions, the rendered set) is
+    "other"."""
+    if action == "random":
+        return "random"
+    if action.endswith("+random"):
+        return "partly_random"
+    if "+" in action:
+        return "mixture"
+    if ">" in action:
+        return "transition"
+    from css_pose.data.synthetic.motions import FAMILIES
+
+    return "family" if action in FAMILIES else "other"
 
 
 def _load_data(args) -> tuple[LiftingData, dict[str, LiftingData]]:
@@ -267,6 +289,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--model", choices=MODELS, default="dgnet")
     parser.add_argument("--frames", type=int, default=9)
     parser.add_argument("--channels", type=int, help="MLP width / TCN, DG-Net channels")
+    parser.add_argument("--dropout", type=float,
+                        help="TCN / DG-Net / MLP dropout (default: the class default)")  # fmt: skip
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -279,7 +303,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if args.data == "videopose3d" and not (args.h36m_3d and args.h36m_2d):
         parser.error("--data videopose3d needs --h36m-3d and --h36m-2d")
     train, tests = _load_data(args)
-    model = build_lifter(args.model, args.frames, args.channels)
+    extra = {} if args.dropout is None else {"dropout": args.dropout}
+    model = build_lifter(args.model, args.frames, args.channels, **extra)
     print(f"{args.model}, {args.frames} frames: {count_parameters(model):,} parameters")
     start = time.perf_counter()
     train_lifter(model, train, args.steps, args.batch_size, args.lr, seed=args.seed,
@@ -289,9 +314,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for name, test in tests.items():
         scores = evaluate(model, test, seed=args.seed)
         print(
-            f"{name} MPJPE {scores['mpjpe']:.1f} mm, P-MPJPE {scores['p_mpjpe']:.1f} mm "
-            f"({scores['frames']} frames, trained in {seconds:.0f} s)"
+            f"{name} MPJPE {scores['mpjpe']:.1f} mm, N-MPJPE {scores['n_mpjpe']:.1f} mm, "
+            f"P-MPJPE {scores['p_mpjpe']:.1f} mm ({scores['frames']} frames, trained in "
+            f"{seconds:.0f} s)"
         )
+        kinds = [k for k in scores if k.startswith("mpjpe_")]
+        if kinds != ["mpjpe_other"]:
+            print("  MPJPE by motion kind: " + ", ".join(f"{k[6:]} {scores[k]:.1f}" for k in kinds))
         result.update(scores if name == "test" else {f"{name}/{k}": v for k, v in scores.items()})
     if args.save:
         path = save_lifter(args.save, model, args.model, args.frames, args.channels, result)
