@@ -268,6 +268,15 @@ def _load_data(args) -> tuple[LiftingData, dict[str, LiftingData]]:
     return train, {"test": test}
 
 
+def lifter_options(args: argparse.Namespace) -> dict:
+    """The model keyword arguments the command line sets (build_lifter's kwargs)."""
+    out = {} if args.dropout is None else {"dropout": args.dropout}
+    if args.model != "dgnet":
+        return out
+    out.update({k: getattr(args, k) for k in ("depth", "distance") if getattr(args, k) is not None})
+    return out | {part: False for part in ("dsg", "dtg", "skeleton") if not getattr(args, part)}
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", choices=("synthetic", "poses", "videopose3d"), default="synthetic",
@@ -291,6 +300,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--channels", type=int, help="MLP width / TCN, DG-Net channels")
     parser.add_argument("--dropout", type=float,
                         help="TCN / DG-Net / MLP dropout (default: the class default)")  # fmt: skip
+    parser.add_argument("--depth", type=int, help="DG-Net: DSG -> DTG pairs per block (default 2)")
+    parser.add_argument("--distance", choices=("features", "input", "both"),
+                        help="DG-Net: what the DSG affinity compares (default both)")  # fmt: skip
+    for part in ("dsg", "dtg", "skeleton"):
+        parser.add_argument(f"--no-{part}", dest=part, action="store_false",
+                            help=f"DG-Net ablation: without the {part.upper()} (module "
+                            "css_pose.models.lifters.dgnet)")  # fmt: skip
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -303,8 +319,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if args.data == "videopose3d" and not (args.h36m_3d and args.h36m_2d):
         parser.error("--data videopose3d needs --h36m-3d and --h36m-2d")
     train, tests = _load_data(args)
-    extra = {} if args.dropout is None else {"dropout": args.dropout}
-    model = build_lifter(args.model, args.frames, args.channels, **extra)
+    model = build_lifter(args.model, args.frames, args.channels, **lifter_options(args))
     print(f"{args.model}, {args.frames} frames: {count_parameters(model):,} parameters")
     start = time.perf_counter()
     train_lifter(model, train, args.steps, args.batch_size, args.lr, seed=args.seed,
