@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,15 +28,19 @@ import torch
 from torch import nn
 
 from css_pose.config import configure_threads
-from css_pose.data.h36m import (
-    PoseSequence,
-    action_wise_mean,
-    export_synthetic_to_videopose3d,
-    load_videopose3d,
-    split_subjects,
-)
+from css_pose.data.h36m import action_wise_mean
 from css_pose.flip import flip_pose
-from css_pose.metrics import mpjpe, n_mpjpe, p_mpjpe, root_relative
+from css_pose.lifting_data import (  # noqa: F401 (LiftingData etc. are imported from here too)
+    SYNTHETIC_ROOT,
+    SYNTHETIC_SET,
+    LiftingData,
+    head_inputs,
+    load_lifting_data,
+    load_synthetic_lifting_data,
+    prepare_synthetic_set,
+)
+from css_pose.lifting_input import with_noise
+from css_pose.metrics import mpjpe, n_mpjpe, p_mpjpe
 from css_pose.models.lifter_model import (
     MODELS,
     Windows,
@@ -46,85 +49,6 @@ from css_pose.models.lifter_model import (
     predict,
     save_lifter,
 )
-
-# The synthetic set that ``--data synthetic`` reads unless ``--synthetic-root`` names another; it is
-# generated there on first use, with the settings benchmarks/lifting.py uses for the same folder.
-SYNTHETIC_ROOT = "data/synthetic_lift"
-SYNTHETIC_SET = {"videos": 48, "frames": 120, "size": 128, "seed": 5}
-
-
-@dataclass
-class LiftingData:
-    """Sequences ready for lifting.
-
-    inputs[i]: (T_i, 17, 2) normalised 2D. targets[i]: (T_i, 17, 3) root-relative metres.
-    actions[i]: action name (for action-wise averaging). res_w[i]: image width px (to express
-    pixel noise in normalised units).
-    """
-
-    inputs: list[np.ndarray]
-    targets: list[np.ndarray]
-    actions: list[str]
-    res_w: list[int]
-
-    @classmethod
-    def from_sequences(cls, sequences: list[PoseSequence]) -> LiftingData:
-        return cls(
-            [s.normalized_2d() for s in sequences],
-            [root_relative(torch.from_numpy(s.keypoints_3d)).numpy() for s in sequences],
-            [s.action for s in sequences],
-            [s.camera.res_w for s in sequences],
-        )
-
-    def __len__(self) -> int:
-        return sum(len(t) for t in self.targets)
-
-
-def load_lifting_data(path_3d: str | Path, path_2d: str | Path) -> tuple[LiftingData, LiftingData]:
-    """(train, test) from a VideoPose3D npz pair with the split of
-    :func:`css_pose.data.h36m.split_subjects`."""
-    sequences = load_videopose3d(path_3d, path_2d)
-    train, test = split_subjects({s.subject for s in sequences})
-    return (
-        LiftingData.from_sequences([s for s in sequences if s.subject in train]),
-        LiftingData.from_sequences([s for s in sequences if s.subject in test]),
-    )
-
-
-def load_synthetic_lifting_data(synth_root: str | Path) -> tuple[LiftingData, LiftingData]:
-    """(train, test) of a synthetic set, through its VideoPose3D export (written to
-    SYNTH_ROOT/videopose3d if missing), so it is read by the same code as Human3.6M."""
-    out = Path(synth_root) / "videopose3d"
-    path_3d, path_2d = out / "data_3d_synthetic.npz", out / "data_2d_synthetic_gt.npz"
-    if not (path_3d.exists() and path_2d.exists()):
-        path_3d, path_2d = export_synthetic_to_videopose3d(synth_root, out)
-    return load_lifting_data(path_3d, path_2d)
-
-
-def prepare_synthetic_set(root: str | Path = SYNTHETIC_ROOT) -> Path:
-    """The synthetic lifting set at ``root``: the default folder (``SYNTHETIC_ROOT``) is
-    generated with ``SYNTHETIC_SET`` when it has no manifest yet (an interrupted generation
-    resumes); any other folder must hold a generated set already.
-
-    Raises FileNotFoundError naming the missing manifest and how to make it.
-    """
-    root = Path(root)
-    if (root / "manifest.json").exists():
-        return root
-    if root != Path(SYNTHETIC_ROOT):
-        raise FileNotFoundError(
-            f"{root / 'manifest.json'}: no such file; generate a set there with "
-            f"python -m css_pose.data.synthetic --out {root}, or leave out --synthetic-root to use "
-            f"{SYNTHETIC_ROOT} (generated on first use)"
-        )
-    from css_pose.data.synthetic import generate_dataset
-
-    print(
-        f"[css_pose] generating the synthetic lifting set in {root} "
-        f"({SYNTHETIC_SET['videos']} videos x {SYNTHETIC_SET['frames']} frames, once)"
-    )
-    generate_dataset(root, **SYNTHETIC_SET)
-    return root
 
 
 def train_lifter(
@@ -239,33 +163,59 @@ def motion_kind(action: str) -> str:
 
 def _load_data(args) -> tuple[LiftingData, dict[str, LiftingData]]:
     """(train, {name: evaluation set}) for ``--data``; "test" is the split the lifter is judged
-    by."""
-    if args.data == "synthetic":
-        train, test = load_synthetic_lifting_data(prepare_synthetic_set(args.synthetic_root))
+    by. With ``--head-2d`` the rendered set's test split is scored from the head's 2D too
+    ("rendered_test_head2d"), and ``--train-2d`` picks the training 2D (module docstring)."""
+    if args.data == "videopose3d":
+        for path in (args.h36m_3d, args.h36m_2d):
+            if not Path(path).is_file():
+                raise FileNotFoundError(
+                    f"{path}: no such file; pass VideoPose3D's data_3d_*.npz as --h36m-3d and "
+                    "a data_2d_*.npz as --h36m-2d"
+                )
+        train, test = load_lifting_data(args.h36m_3d, args.h36m_2d)
         return train, {"test": test}
+    noise, head = _head_input(args)
     if args.data == "poses":
         from css_pose.data.synthetic.poses import pose_pairs
 
-        def split(name: str, n: int) -> LiftingData:
-            return LiftingData.from_sequences(
-                pose_pairs(name, n, seed=args.seed, workers=args.workers)
-            )
+        def split(name: str, n: int, noisy: bool = False) -> LiftingData:
+            seqs = pose_pairs(name, n, seed=args.seed, workers=args.workers)
+            return LiftingData.from_sequences(with_noise(seqs, noise, args.seed) if noisy else seqs)
 
-        train = split("train", args.sequences)
+        train = split("train", args.sequences, args.train_2d == "noise")
         tests = {name: split(name, args.eval_sequences)
                  for name in ("test", "heldout_motion", "heldout_camera")}  # fmt: skip
         if args.no_rendered_test:
             return train, tests
-        rendered = load_synthetic_lifting_data(prepare_synthetic_set(args.synthetic_root))[1]
-        return train, {**tests, "rendered_test": rendered}
-    for path in (args.h36m_3d, args.h36m_2d):
-        if not Path(path).is_file():
-            raise FileNotFoundError(
-                f"{path}: no such file; pass VideoPose3D's data_3d_*.npz as --h36m-3d and "
-                "a data_2d_*.npz as --h36m-2d"
-            )
-    train, test = load_lifting_data(args.h36m_3d, args.h36m_2d)
-    return train, {"test": test}
+    rendered_train, rendered = load_synthetic_lifting_data(
+        prepare_synthetic_set(args.synthetic_root)
+    )
+    if args.data == "synthetic":
+        if args.train_2d == "noise":
+            raise SystemExit("--train-2d noise: use --data poses (or --train-2d head)")
+        train = head_inputs(rendered_train, head) if args.train_2d == "head" else rendered_train
+        tests = {}
+    tests = {**tests, "rendered_test" if tests else "test": rendered}
+    if head is not None:
+        tests["rendered_test_head2d"] = head_inputs(rendered, head)
+    return train, tests
+
+
+def _head_input(args) -> tuple:
+    """(noise model, {video: head 2D px}) of ``--head-2d`` (or (None, None))."""
+    if args.train_2d != "gt" and not args.head_2d:
+        raise SystemExit(f"--train-2d {args.train_2d} needs --head-2d MODEL.pt")
+    if args.train_2d == "head" and args.data != "synthetic":
+        raise SystemExit("--train-2d head: the head's 2D exists for --data synthetic only")
+    if not args.head_2d:
+        return None, None
+    from css_pose.lifting_input import describe, head_noise
+
+    noise, head = head_noise(args.head_2d, prepare_synthetic_set(args.synthetic_root))
+    print(describe(noise))
+    if args.save_noise:
+        print(f"noise model saved to {noise.save(args.save_noise)}")
+    return noise, head
 
 
 def lifter_options(args: argparse.Namespace) -> dict:
@@ -277,7 +227,7 @@ def lifter_options(args: argparse.Namespace) -> dict:
     return out | {part: False for part in ("dsg", "dtg", "skeleton") if not getattr(args, part)}
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", choices=("synthetic", "poses", "videopose3d"), default="synthetic",
                         help="synthetic: the rendered set's 2D/3D; poses: render-free pairs "
@@ -293,6 +243,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--synthetic-root", default=SYNTHETIC_ROOT,
                         help=f"a generated synthetic set (default {SYNTHETIC_ROOT}: generated "
                         "on first use)")  # fmt: skip
+    parser.add_argument("--head-2d", metavar="MODEL.pt",
+                        help="a 2D head (train_head.py's head.pt): also score the rendered set's "
+                        "test split from its 2D, and fit a noise model to its errors on the "
+                        "rendered train split")  # fmt: skip
+    parser.add_argument("--train-2d", choices=("gt", "noise", "head"), default="gt",
+                        help="training 2D: ground truth, ground truth + the fitted noise "
+                        "(--data poses), or the head's own 2D (--data synthetic)")  # fmt: skip
+    parser.add_argument("--save-noise", metavar="PATH", help="write the fitted noise model (json)")
     parser.add_argument("--h36m-3d", help="data_3d_*.npz (trusted file: loaded with pickle)")
     parser.add_argument("--h36m-2d", help="data_2d_*.npz (trusted file: loaded with pickle)")
     parser.add_argument("--model", choices=MODELS, default="dgnet")
@@ -313,6 +271,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="1 is faster on busy cores")
     parser.add_argument("--save", help="write the trained lifter here (for css-pose predict)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = _parser()
     args = parser.parse_args(argv)
     configure_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -328,19 +291,37 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     result = {}
     for name, test in tests.items():
         scores = evaluate(model, test, seed=args.seed)
-        print(
-            f"{name} MPJPE {scores['mpjpe']:.1f} mm, N-MPJPE {scores['n_mpjpe']:.1f} mm, "
-            f"P-MPJPE {scores['p_mpjpe']:.1f} mm ({scores['frames']} frames, trained in "
-            f"{seconds:.0f} s)"
-        )
-        kinds = [k for k in scores if k.startswith("mpjpe_")]
-        if kinds != ["mpjpe_other"]:
-            print("  MPJPE by motion kind: " + ", ".join(f"{k[6:]} {scores[k]:.1f}" for k in kinds))
+        _print_scores(name, scores, seconds)
         result.update(scores if name == "test" else {f"{name}/{k}": v for k, v in scores.items()})
     if args.save:
-        path = save_lifter(args.save, model, args.model, args.frames, args.channels, result)
-        print(f"lifter saved to {path}")
+        _save(args, model, result, tests["test"])
     return result
+
+
+def _print_scores(name: str, scores: dict, seconds: float) -> None:
+    print(
+        f"{name} MPJPE {scores['mpjpe']:.1f} mm, N-MPJPE {scores['n_mpjpe']:.1f} mm, "
+        f"P-MPJPE {scores['p_mpjpe']:.1f} mm ({scores['frames']} frames, trained in "
+        f"{seconds:.0f} s)"
+    )
+    kinds = [k for k in scores if k.startswith("mpjpe_")]
+    if kinds != ["mpjpe_other"]:
+        print("  MPJPE by motion kind: " + ", ".join(f"{k[6:]} {scores[k]:.1f}" for k in kinds))
+
+
+def _save(args, model: nn.Module, result: dict, test: LiftingData) -> None:
+    """Write the lifter (``--save``) and, for DG-Net, the picture of its affinities on the
+    first test sequence's frame 40 beside it (``<name>.affinity.png``)."""
+    path = save_lifter(args.save, model, args.model, args.frames, args.channels, result,
+                       lifter_options(args))  # fmt: skip
+    print(f"lifter saved to {path}")
+    if args.model == "dgnet":
+        from css_pose.lifting_plots import affinity_figure
+
+        window = Windows(test.inputs[:1], model.receptive_field())[torch.tensor([40])]
+        png = affinity_figure(model, window, path.with_suffix(".affinity.png"),
+                              f"{test.actions[0]}, frame 40")  # fmt: skip
+        print(f"affinities of one test window drawn in {png}")
 
 
 def run_cli(argv: list[str] | None = None) -> None:

@@ -78,10 +78,10 @@ from css_pose.models.pose_model import load_pose_model
 from css_pose.skeleton import JOINT_NAMES, NUM_JOINTS
 from css_pose.video_pose import (
     ClipStream,
-    DKDFrames,
     Person,
     Ready,
-    SingleFrames,
+    fill_track,
+    frame_stream,
     predict_stream,
 )
 from css_pose.viz import animate_3d, draw_skeleton
@@ -147,7 +147,7 @@ def run_predict(
 
         lifter, lifter_payload = load_lifter(lifter_path)
     boxes = load_detections(boxes_path, min_box_score) if boxes_path else None
-    stream = _frame_stream(model, codec, payload, boxes, dev, flip_test)
+    stream = frame_stream(model, codec, payload, boxes, dev, flip_test)
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -186,17 +186,6 @@ def run_predict(
     write_json(out / "meta.json", meta)
     meta["first_people"] = overlay.entries[:3]
     return meta
-
-
-def _frame_stream(model, codec, payload: dict, boxes, device, flip_test: bool):
-    """The per-frame, clip (temporal head) or DKD state that ``predict_stream`` drives."""
-    crop = (boxes, payload["crop"]["box_pad"], payload["crop"]["size"], device, flip_test)
-    temporal = payload.get("temporal")
-    if payload.get("dkd"):
-        return DKDFrames(model, codec, payload, *crop[:4])
-    if temporal:
-        return ClipStream(model, codec, *crop, temporal["step"], temporal["flow_preset"])
-    return SingleFrames(model, codec, *crop)
 
 
 class _Overlay:
@@ -341,19 +330,6 @@ def write_pose3d(
         },
     )
     animate_3d(pose3d, out / "pose3d.mp4", source.fps, progress=progress)
-
-
-def fill_track(best: dict[int, Person], n_frames: int) -> np.ndarray:
-    """(T, J, 2) keypoints of the best person per frame; frames without one take the nearest
-    earlier frame's pose (the first found pose before it)."""
-    track = np.zeros((n_frames, NUM_JOINTS, 2), np.float32)
-    first = min(best)
-    last = best[first].keypoints
-    for t in range(n_frames):
-        if t in best:
-            last = best[t].keypoints
-        track[t] = last
-    return track
 
 
 def _ranges(indices: list[int], limit: int = 20) -> str:

@@ -26,6 +26,7 @@ from css_pose.data.transforms import crop_matrix, transform_points, warp_crop, w
 from css_pose.models.dkd import DKDStream, build_dkd
 from css_pose.models.pose_model import predict
 from css_pose.models.temporal_pose import clip_frame_indices, crop_clip_flows, predict_clip
+from css_pose.skeleton import NUM_JOINTS
 
 # --- inputs ---------------------------------------------------------------------------------------
 
@@ -337,3 +338,27 @@ def _with_people(stream, ready: list[Ready]) -> list[tuple[Ready, list[Person]]]
     for person in stream.predict(ready):
         people.setdefault(person.frame, []).append(person)
     return [(r, people.get(r.index, [])) for r in ready]
+
+
+def frame_stream(model, codec, payload: dict, boxes, device, flip_test: bool):
+    """The per-frame, clip (temporal head) or DKD state that ``predict_stream`` drives."""
+    crop = (boxes, payload["crop"]["box_pad"], payload["crop"]["size"], device, flip_test)
+    temporal = payload.get("temporal")
+    if payload.get("dkd"):
+        return DKDFrames(model, codec, payload, *crop[:4])
+    if temporal:
+        return ClipStream(model, codec, *crop, temporal["step"], temporal["flow_preset"])
+    return SingleFrames(model, codec, *crop)
+
+
+def fill_track(best: dict[int, Person], n_frames: int) -> np.ndarray:
+    """(T, J, 2) keypoints of the best person per frame; frames without one take the nearest
+    earlier frame's pose (the first found pose before it)."""
+    track = np.zeros((n_frames, NUM_JOINTS, 2), np.float32)
+    first = min(best)
+    last = best[first].keypoints
+    for t in range(n_frames):
+        if t in best:
+            last = best[t].keypoints
+        track[t] = last
+    return track

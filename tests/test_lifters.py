@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from css_pose import lifting
+from css_pose import lifting, lifting_data
 from css_pose.data.synthetic import generate_dataset
 from css_pose.flip import flip_pose
 from css_pose.lifting import LiftingData, evaluate, load_synthetic_lifting_data, train_lifter
@@ -88,6 +88,40 @@ def test_dtg_affinity_prefers_joints_that_move_together():
         assert a[0, 0] >= 0.5  # the identity temporal edge
 
 
+def test_dsg_input_distance_links_the_joints_nearest_in_the_image():
+    pos = torch.rand(1, 1, 17, 2) * 10
+    pos[0, 0, 5] = pos[0, 0, 2] + 0.01  # joint 5 sits on joint 2
+    dsg = DynamicSpatialGraph(channels=8, k=2, distance="input")
+    a = dsg.affinity(torch.randn(1, 1, 17, 8), pos)[0, 0]
+    assert a[2].topk(2).indices.tolist() == [2, 5] and a[5].topk(2).indices.tolist() == [5, 2]
+    with pytest.raises(ValueError, match="needs the input 2D"):
+        dsg.affinity(torch.randn(1, 1, 17, 8))
+
+
+def test_dgnet_ablation_switches_fix_the_graphs():
+    """dsg=False: the skeleton prior alone; skeleton=False: the dynamic affinity alone (rows sum
+    to 1); both off: the identity; dtg=False: the identity temporal edges."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 9, 17, 2)
+    graphs = {}
+    for options in ({}, {"dsg": False}, {"skeleton": False}, {"dsg": False, "skeleton": False},
+                    {"dtg": False}):  # fmt: skip
+        model = DGNetLifter((3, 3), channels=8, **options)
+        graphs[tuple(options)] = (model, model.affinities(x))
+    model, a = graphs[("dsg",)]
+    prior = model.blocks[0].dsg[0].skeleton.detach()
+    assert torch.equal(a["spatial"], prior.expand_as(a["spatial"]))
+    torch.testing.assert_close(graphs[("skeleton",)][1]["spatial"].sum(-1), torch.ones(4, 3, 17))
+    assert torch.equal(
+        graphs[("dsg", "skeleton")][1]["spatial"], torch.eye(17).expand(4, 3, 17, 17)
+    )
+    for name in ("temporal_prev", "temporal_next"):
+        assert torch.equal(graphs[("dtg",)][1][name], torch.eye(17).expand(4, 3, 17, 17))
+        assert not torch.equal(graphs[()][1][name], torch.eye(17).expand(4, 3, 17, 17))
+    full = graphs[()][1]["spatial"]
+    assert (full.sum(-1) - prior.sum(-1)).allclose(torch.ones(4, 3, 17))  # A_dyn rows sum to 1
+
+
 @pytest.mark.parametrize("name", ["mlp", "tcn", "dgnet"])
 def test_flip_test_time_augmentation_is_symmetric(name):
     torch.manual_seed(0)
@@ -148,7 +182,7 @@ def test_readme_lifter_command_works_on_a_fresh_clone(tmp_path, monkeypatch, cap
     assert "--data" in argv and "synthetic" in argv and "--synthetic-root" not in argv
     monkeypatch.chdir(tmp_path)
     tiny = {"videos": 4, "frames": 12, "size": 64, "seed": 1}
-    monkeypatch.setattr(lifting, "SYNTHETIC_SET", tiny)
+    monkeypatch.setattr(lifting_data, "SYNTHETIC_SET", tiny)
     result = lifting.main([*argv, "--steps", "2", "--batch-size", "8"])
     out = capsys.readouterr().out
     assert "generating the synthetic lifting set in data/synthetic_lift" in out

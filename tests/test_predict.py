@@ -288,3 +288,23 @@ def test_undecodable_frames_keep_their_index_and_are_marked_missing(trained, tmp
     assert [f["image_id"] for f in frames if f["missing"]] == lost
     assert all(f["keypoints_3d"] is None and not f["observed"] for f in frames if f["missing"])
     assert all(np.isfinite(f["keypoints_3d"]).all() for f in frames if not f["missing"])
+
+
+def test_head_keypoints_for_lifters_equal_predict(trained, probe_root, tmp_path):  # noqa: F811
+    """The lifter's head 2D (css_pose.lifting_input) is what css-pose predict writes for the same
+    video and boxes, and a second call reads the cache."""
+    from css_pose.lifting_input import head_keypoints
+
+    model, _ = trained
+    video, labels = labeled_test_video(probe_root)
+    boxes = write_detections(tmp_path / "dets.json", labels["bboxes"])
+    out = tmp_path / "pred"
+    assert cli(["predict", "--model", str(model), "--video", str(video), "--boxes", str(boxes),
+                "--out", str(out)]) == 0  # fmt: skip
+    entries = sorted(json.loads((out / "keypoints.json").read_text()), key=lambda e: e["image_id"])
+    written = np.array([e["keypoints"] for e in entries]).reshape(len(entries), 17, 3)[..., :2]
+    head = head_keypoints(model, probe_root, splits=("test",), progress=False)
+    assert np.allclose(head[video.stem], written, atol=0.02)
+    assert list(probe_root.glob("head_2d/*.npz"))
+    again = head_keypoints(model, probe_root, splits=("test",), progress=False)
+    assert all(np.array_equal(head[k], again[k]) for k in head)

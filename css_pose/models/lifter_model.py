@@ -77,10 +77,17 @@ LIFTER_FORMAT = "css_pose.lifter"
 
 
 def save_lifter(
-    path: str | Path, model: nn.Module, name: str, frames: int, channels: int | None, result: dict
+    path: str | Path,
+    model: nn.Module,
+    name: str,
+    frames: int,
+    channels: int | None,
+    result: dict,
+    options: dict | None = None,
 ) -> Path:
-    """Write a lifter with what rebuilds it (``name``, ``frames``, ``channels``) and its test
-    ``result``; loads with ``weights_only=True`` (:func:`load_lifter`)."""
+    """Write a lifter with what rebuilds it (``name``, ``frames``, ``channels``, the
+    build_lifter ``options``) and its test ``result``; loads with ``weights_only=True``
+    (:func:`load_lifter`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -89,6 +96,7 @@ def save_lifter(
         "model": name,
         "frames": frames,
         "channels": channels,
+        "options": dict(options or {}),
         "num_joints": 17,
         "layout": CANONICAL,  # css_pose.layouts: the 2D (and 3D) joint order it takes
         "result": {k: float(v) for k, v in result.items()},
@@ -112,7 +120,9 @@ def load_lifter(path: str | Path) -> tuple[nn.Module, dict]:
     payload = read_torch_file(path, "lifter", hint)
     if not isinstance(payload, dict) or payload.get("format") != LIFTER_FORMAT:
         raise CheckpointError(f"{path}: not a css_pose lifter{hint}")
-    model = build_lifter(payload["model"], payload["frames"], payload["channels"])
+    model = build_lifter(
+        payload["model"], payload["frames"], payload["channels"], **payload.get("options", {})
+    )
     load_strict(model, payload["state"], path)
     model.layout = payload.get("layout", CANONICAL)  # lifters from before layouts: Human3.6M
     model.source = str(path)

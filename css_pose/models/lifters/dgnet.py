@@ -155,8 +155,10 @@ class DynamicTemporalGraph(nn.Module):
         cos = torch.einsum("btid,btjd->btij", v, _shift(v, step))
         return (topk_softmax(cos / self.tau, self.k) + self.eye) / 2
 
-    def forward(self, h: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        a_prev, a_next = self.affinity(pos, -1), self.affinity(pos, 1)
+    def forward(self, h: torch.Tensor, pos: torch.Tensor, affinity=None) -> torch.Tensor:
+        """h (B, T, J, C), pos (B, T, J, 2); ``affinity``: (A_-, A_+) when already computed from
+        the same pos (the layers of one block share them)."""
+        a_prev, a_next = affinity or (self.affinity(pos, -1), self.affinity(pos, 1))
         if self.record is not None:
             self.record.append((a_prev.detach(), a_next.detach()))
         prev = torch.einsum("btij,btjc->btic", a_prev, _shift(h, -1))
@@ -197,9 +199,11 @@ class DGBlock(nn.Module):
 
     def forward(self, h: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, y = h.shape[0], h
+        # Every DTG of the block has the same k and tau: its affinity depends on pos alone.
+        temporal = (self.dtg[0].affinity(pos, -1), self.dtg[0].affinity(pos, 1))
         for i, (dsg, dtg) in enumerate(zip(self.dsg, self.dtg)):
             y = F.relu(_batch_norm(self.bn[2 * i], dsg(y, pos)))
-            y = F.relu(_batch_norm(self.bn[2 * i + 1], dtg(y, pos)))
+            y = F.relu(_batch_norm(self.bn[2 * i + 1], dtg(y, pos, temporal)))
         y = self.conv(rearrange(y, "b t j c -> (b j) c t"))
         y = rearrange(y, "(b j) c t -> b t j c", b=b)
         y = self.drop(F.relu(_batch_norm(self.bn[-1], y)))
