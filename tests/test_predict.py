@@ -308,3 +308,30 @@ def test_head_keypoints_for_lifters_equal_predict(trained, probe_root, tmp_path)
     assert list(probe_root.glob("head_2d/*.npz"))
     again = head_keypoints(model, probe_root, splits=("test",), progress=False)
     assert all(np.array_equal(head[k], again[k]) for k in head)
+
+
+def test_lifter_cli_scores_head_2d_and_trains_on_fitted_noise(trained, probe_root, tmp_path):  # noqa: F811
+    """--head-2d scores the rendered test split from the head's 2D as well as from the ground
+    truth, fits a noise model on the train split, and --train-2d noise / head train on it."""
+    from css_pose.lifting import main as lift
+    from css_pose.lifting_input import NoiseModel
+
+    model, _ = trained
+    common = ["--synthetic-root", str(probe_root), "--head-2d", str(model), "--model", "tcn",
+              "--frames", "3", "--channels", "16", "--steps", "3", "--batch-size", "8"]  # fmt: skip
+    noise_path = tmp_path / "noise.json"
+    own = lift(
+        ["--data", "synthetic", "--train-2d", "head", "--save-noise", str(noise_path), *common]
+    )
+    assert {"mpjpe", "rendered_test_head2d/mpjpe"} <= set(own)
+    # The head's 2D is not the ground truth, so the two scores differ.
+    assert own["mpjpe"] != own["rendered_test_head2d/mpjpe"]
+    noise = NoiseModel.load(noise_path)
+    assert noise.frames > 0 and len(noise.sigma) == 17 and 0 < np.mean(noise.sigma) < 0.2
+    poses = lift(["--data", "poses", "--sequences", "20", "--eval-sequences", "4", "--workers", "1",
+                  "--train-2d", "noise", *common])  # fmt: skip
+    assert {"heldout_motion/mpjpe", "rendered_test/mpjpe", "rendered_test_head2d/mpjpe"} <= set(
+        poses
+    )
+    with pytest.raises(SystemExit, match="needs --head-2d"):
+        lift(["--data", "poses", "--train-2d", "noise", "--steps", "1"])
