@@ -179,7 +179,7 @@ def _load_data(args) -> tuple[LiftingData, dict[str, LiftingData]]:
         from css_pose.data.synthetic.poses import pose_pairs
 
         def split(name: str, n: int, noisy: bool = False) -> LiftingData:
-            seqs = pose_pairs(name, n, seed=args.seed, workers=args.workers)
+            seqs = pose_pairs(name, n, seed=args.seed, workers=args.workers, bodies=args.bodies)
             return LiftingData.from_sequences(with_noise(seqs, noise, args.seed) if noisy else seqs)
 
         train = split("train", args.sequences, args.train_2d == "noise")
@@ -238,6 +238,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-sequences", type=int, default=500,
                         help="--data poses: sequences of each evaluation split")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="--data poses: processes")
+    parser.add_argument("--bodies", choices=("wide", "adult"), default="wide",
+                        help="--data poses: body proportion ranges (data.synthetic.poses.BODIES)")  # fmt: skip
     parser.add_argument("--no-rendered-test", action="store_true",
                         help="--data poses: skip the rendered set's test split")  # fmt: skip
     parser.add_argument("--synthetic-root", default=SYNTHETIC_ROOT,

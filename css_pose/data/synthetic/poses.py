@@ -77,10 +77,19 @@ CAMERAS = {
 HELD_OUT_WIDE_FOV = (80.0, 95.0)
 
 
-def sample_shape(rng: np.random.Generator) -> BodyShape:
-    """Random adult proportions: global scale 0.80-1.15, +-12 % per-bone jitter, left = right."""
-    scale = float(rng.uniform(0.80, 1.15))
-    jitter = rng.uniform(0.88, 1.12, NUM_JOINTS)
+# Body proportion ranges: (global scale range, per-bone jitter). "wide" is the default and
+# wider than real adults; "adult" is about two standard deviations of adult stature (CV about
+# 4 %) and of limb proportions, for measuring how much of a lifter's error the body-size
+# ambiguity makes (a monocular lifter cannot tell a small near person from a tall far one).
+BODIES = {"wide": ((0.80, 1.15), 0.12), "adult": ((0.92, 1.08), 0.05)}
+
+
+def sample_shape(rng: np.random.Generator, bodies: str = "wide") -> BodyShape:
+    """Random proportions of :data:`BODIES` ``bodies``: a global scale and a per-bone jitter,
+    left = right (default: scale 0.80-1.15, +-12 % per bone)."""
+    (lo, hi), jitter_range = BODIES[bodies]
+    scale = float(rng.uniform(lo, hi))
+    jitter = rng.uniform(1 - jitter_range, 1 + jitter_range, NUM_JOINTS)
     for left, right in FLIP_PAIRS:
         jitter[right] = jitter[left]
     return BodyShape(bone_mm=MEAN_BONE_MM * scale * jitter, scale=scale, girth=1.0)
@@ -131,11 +140,17 @@ def _turn_and_travel(t: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarra
 
 
 def sequence(
-    rng: np.random.Generator, frames: int, fps: float, families, cameras: CameraRange, wide: bool
+    rng: np.random.Generator,
+    frames: int,
+    fps: float,
+    families,
+    cameras: CameraRange,
+    wide: bool,
+    bodies: str = "wide",
 ) -> PoseSequence:
     """One sequence: (frames, 17, 2) px and (frames, 17, 3) camera metres (module docstring)."""
     t = np.arange(frames) / fps
-    shape = sample_shape(rng)
+    shape = sample_shape(rng, bodies)
     label, angles = _motion(t, frames / fps, rng, families)
     lift = angles.pop("lift", np.zeros_like(t))
     fov = HELD_OUT_WIDE_FOV if wide else cameras.fov_deg
@@ -175,6 +190,15 @@ class PairSet:
     seed: int
     fps: float = 30.0
     format: str = FORMAT
+    bodies: str = "wide"
+
+    def key(self) -> dict:
+        """What names the cache file: every field; ``bodies`` only when not the default, so
+        caches written before it existed keep their names."""
+        out = asdict(self)
+        if out["bodies"] == "wide":
+            del out["bodies"]
+        return out
 
 
 def _split_sequence(args: tuple) -> PoseSequence:
@@ -183,7 +207,7 @@ def _split_sequence(args: tuple) -> PoseSequence:
     motion = HELD_OUT_FAMILIES if spec.split == "heldout_motion" else TRAIN_FAMILIES
     cameras = CAMERAS["heldout" if spec.split == "heldout_camera" else "train"]
     wide = spec.split == "heldout_camera" and i % 2 == 1  # half telephoto, half very wide
-    return sequence(rng, spec.frames, spec.fps, motion, cameras, wide)
+    return sequence(rng, spec.frames, spec.fps, motion, cameras, wide, spec.bodies)
 
 
 def pose_pairs(
@@ -194,16 +218,20 @@ def pose_pairs(
     cache_dir: str | Path | None = "data/lift_poses",
     workers: int = 1,
     progress: bool = True,
+    bodies: str = "wide",
 ) -> list[PoseSequence]:
     """``sequences`` sequences of ``frames`` frames of one split (module docstring), the same
-    for the same arguments. With ``cache_dir`` they are kept in one npz there, keyed by the
-    arguments, and read back on the next call."""
+    for the same arguments. ``bodies``: the proportion ranges (:data:`BODIES`). With
+    ``cache_dir`` they are kept in one npz there, keyed by the arguments, and read back on the
+    next call."""
     if split not in SPLITS:
         raise ValueError(f"split={split!r}: choose one of {SPLITS}")
+    if bodies not in BODIES:
+        raise ValueError(f"bodies={bodies!r}: choose one of {tuple(BODIES)}")
     if sequences < 1 or frames < 1:
         raise ValueError("sequences and frames must be >= 1")
-    spec = PairSet(split, sequences, frames, seed)
-    key = hashlib.sha1(json.dumps(asdict(spec), sort_keys=True).encode()).hexdigest()[:12]
+    spec = PairSet(split, sequences, frames, seed, bodies=bodies)
+    key = hashlib.sha1(json.dumps(spec.key(), sort_keys=True).encode()).hexdigest()[:12]
     path = None if cache_dir is None else Path(cache_dir) / f"{split}-{key}.npz"
     if path is not None and path.exists():
         return _read(path, spec)
@@ -224,7 +252,7 @@ def _write(path: Path, spec: PairSet, seqs: list[PoseSequence]) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(
             f,
-            spec=json.dumps(asdict(spec)),
+            spec=json.dumps(spec.key()),
             kp2d=np.stack([s.keypoints_2d for s in seqs]),
             kp3d=np.stack([s.keypoints_3d for s in seqs]),
             intrinsics=np.array([[*s.camera.focal_length, *s.camera.center] for s in seqs]),
@@ -234,7 +262,7 @@ def _write(path: Path, spec: PairSet, seqs: list[PoseSequence]) -> None:
 
 def _read(path: Path, spec: PairSet) -> list[PoseSequence]:
     with np.load(path, allow_pickle=False) as data:
-        if json.loads(str(data["spec"])) != asdict(spec):
+        if json.loads(str(data["spec"])) != spec.key():
             raise ValueError(f"{path}: holds another set than {spec}; delete it to regenerate")
         return [
             PoseSequence(
