@@ -284,6 +284,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if args.data == "videopose3d" and not (args.h36m_3d and args.h36m_2d):
         parser.error("--data videopose3d needs --h36m-3d and --h36m-2d")
     train, tests = _load_data(args)
+    torch.manual_seed(args.seed)  # the same initial lifter whatever loading drew (a head model)
     model = build_lifter(args.model, args.frames, args.channels, **lifter_options(args))
     print(f"{args.model}, {args.frames} frames: {count_parameters(model):,} parameters")
     start = time.perf_counter()
