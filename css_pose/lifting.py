@@ -46,6 +46,7 @@ from css_pose.models.lifter_model import (
     Windows,
     build_lifter,
     count_parameters,
+    load_lifter,
     predict,
     save_lifter,
 )
@@ -273,6 +274,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="1 is faster on busy cores")
     parser.add_argument("--save", help="write the trained lifter here (for css-pose predict)")
+    parser.add_argument("--evaluate", metavar="LIFTER.pt",
+                        help="score this saved lifter instead of training one (model options "
+                        "come from its file)")  # fmt: skip
     return parser
 
 
@@ -285,12 +289,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         parser.error("--data videopose3d needs --h36m-3d and --h36m-2d")
     train, tests = _load_data(args)
     torch.manual_seed(args.seed)  # the same initial lifter whatever loading drew (a head model)
-    model = build_lifter(args.model, args.frames, args.channels, **lifter_options(args))
-    print(f"{args.model}, {args.frames} frames: {count_parameters(model):,} parameters")
-    start = time.perf_counter()
-    train_lifter(model, train, args.steps, args.batch_size, args.lr, seed=args.seed,
-                 log_every=max(args.steps // 10, 1))  # fmt: skip
-    seconds = time.perf_counter() - start
+    if args.evaluate:
+        model, payload = load_lifter(args.evaluate)
+        print(f"{args.evaluate}: {payload['model']}, {payload['frames']} frames, not trained")
+        seconds = 0.0
+    else:
+        model = build_lifter(args.model, args.frames, args.channels, **lifter_options(args))
+        print(f"{args.model}, {args.frames} frames: {count_parameters(model):,} parameters")
+        start = time.perf_counter()
+        train_lifter(model, train, args.steps, args.batch_size, args.lr, seed=args.seed,
+                     log_every=max(args.steps // 10, 1))  # fmt: skip
+        seconds = time.perf_counter() - start
     result = {}
     for name, test in tests.items():
         scores = evaluate(model, test, seed=args.seed)

@@ -320,12 +320,16 @@ def test_lifter_cli_scores_head_2d_and_trains_on_fitted_noise(trained, probe_roo
     common = ["--synthetic-root", str(probe_root), "--head-2d", str(model), "--model", "tcn",
               "--frames", "3", "--channels", "16", "--steps", "3", "--batch-size", "8"]  # fmt: skip
     noise_path = tmp_path / "noise.json"
-    own = lift(
-        ["--data", "synthetic", "--train-2d", "head", "--save-noise", str(noise_path), *common]
-    )
+    saved = tmp_path / "lifter.pt"
+    own = lift(["--data", "synthetic", "--train-2d", "head", "--save-noise", str(noise_path),
+                "--save", str(saved), *common])  # fmt: skip
     assert {"mpjpe", "rendered_test_head2d/mpjpe"} <= set(own)
     # The head's 2D is not the ground truth, so the two scores differ.
     assert own["mpjpe"] != own["rendered_test_head2d/mpjpe"]
+    # --evaluate scores the saved lifter again without training it.
+    again = lift(["--data", "synthetic", "--evaluate", str(saved), *common])
+    for key in ("mpjpe", "rendered_test_head2d/mpjpe"):
+        assert again[key] == pytest.approx(own[key], rel=1e-5)
     noise = NoiseModel.load(noise_path)
     assert noise.frames > 0 and len(noise.sigma) == 17 and 0 < np.mean(noise.sigma) < 0.2
     poses = lift(["--data", "poses", "--sequences", "20", "--eval-sequences", "4", "--workers", "1",
