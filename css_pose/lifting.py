@@ -128,6 +128,11 @@ def evaluate(
             for i in range(0, len(data), batch_size)
         ]
     )
+    return score(preds, data)
+
+
+def score(preds: torch.Tensor, data: LiftingData) -> dict[str, float]:
+    """:func:`evaluate`'s scores of predictions (N, J, 3) in metres, N = len(data) in order."""
     rows: dict[str, list] = {"mpjpe": [], "n_mpjpe": [], "p_mpjpe": []}
     by_kind: dict[str, list[float]] = {}
     start = 0
@@ -141,6 +146,13 @@ def evaluate(
     out = {name: action_wise_mean(r)[0] for name, r in rows.items()}
     out.update({f"mpjpe_{kind}": float(np.mean(e)) for kind, e in sorted(by_kind.items())})
     return {**out, "frames": len(data)}
+
+
+def floor_scores(train: LiftingData, data: LiftingData) -> dict[str, float]:
+    """The floor: :func:`score` of the mean root-relative training pose predicted for every
+    frame (no input used)."""
+    mean = torch.from_numpy(np.concatenate(train.targets).mean(0))
+    return score(mean.expand(len(data), *mean.shape), data)
 
 
 def motion_kind(action: str) -> str:
@@ -304,6 +316,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for name, test in tests.items():
         scores = evaluate(model, test, seed=args.seed)
         _print_scores(name, scores, seconds)
+        scores["floor_mpjpe"], scores["floor_p_mpjpe"] = (
+            floor_scores(train, test)[k] for k in ("mpjpe", "p_mpjpe")
+        )
+        print(f"  floor (the mean training pose): MPJPE {scores['floor_mpjpe']:.1f} mm, "
+              f"P-MPJPE {scores['floor_p_mpjpe']:.1f} mm")  # fmt: skip
         result.update(scores if name == "test" else {f"{name}/{k}": v for k, v in scores.items()})
     if args.save:
         _save(args, model, result, tests["test"])
