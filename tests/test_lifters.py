@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 import shlex
 import subprocess
 import sys
@@ -12,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from css_pose import lifting, lifting_data
+from css_pose import lifting
 from css_pose.data.synthetic import generate_dataset
 from css_pose.flip import flip_pose
 from css_pose.lifting import LiftingData, evaluate, load_synthetic_lifting_data, train_lifter
@@ -173,26 +171,6 @@ def readme_lifter_command() -> list[str]:
     words = shlex.split(command)
     assert words[:3] == ["python", "-m", "css_pose.lifting"], command
     return words[3:]
-
-
-def test_readme_lifter_command_works_on_a_fresh_clone(tmp_path, monkeypatch, capsys):
-    """README step 3 in an empty folder: it generates its synthetic set (here a tiny one, and a
-    2-step schedule appended to the command) and saves the lifter where step 4 reads it."""
-    argv = readme_lifter_command()
-    assert "--data" in argv and "synthetic" in argv and "--synthetic-root" not in argv
-    monkeypatch.chdir(tmp_path)
-    tiny = {"videos": 4, "frames": 12, "size": 64, "seed": 1}
-    monkeypatch.setattr(lifting_data, "SYNTHETIC_SET", tiny)
-    result = lifting.main([*argv, "--steps", "2", "--batch-size", "8"])
-    out = capsys.readouterr().out
-    assert "generating the synthetic lifting set in data/synthetic_lift" in out
-    manifest = json.loads((tmp_path / "data/synthetic_lift/manifest.json").read_text())
-    assert len(manifest["videos"]) == 4 and manifest["seed"] == 1
-    saved = tmp_path / argv[argv.index("--save") + 1]
-    assert saved.is_file() and math.isfinite(result["mpjpe"])
-    # A second run reuses the set.
-    lifting.main([*argv, "--steps", "1", "--batch-size", "8"])
-    assert "generating" not in capsys.readouterr().out
 
 
 def test_missing_user_given_data_is_one_line_naming_the_file_and_the_fix(tmp_path):

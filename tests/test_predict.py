@@ -339,3 +339,34 @@ def test_lifter_cli_scores_head_2d_and_trains_on_fitted_noise(trained, probe_roo
     )
     with pytest.raises(SystemExit, match="needs --head-2d"):
         lift(["--data", "poses", "--train-2d", "noise", "--steps", "1"])
+
+
+def test_readme_lifter_command_works_on_a_fresh_clone(trained, tmp_path, monkeypatch, capsys):
+    """README step 3 in an empty folder that holds step 2's head: it generates the rendered set
+    (tiny here) and render-free pairs (few here, with a 2-step schedule appended), scores the
+    head's 2D, and saves the lifter where step 4 reads it; a second run reuses the set."""
+    import shutil
+
+    from test_lifters import readme_lifter_command
+
+    from css_pose import lifting, lifting_data
+
+    argv = readme_lifter_command()
+    assert argv[argv.index("--data") + 1] == "poses" and "--synthetic-root" not in argv
+    monkeypatch.chdir(tmp_path)
+    head = tmp_path / argv[argv.index("--head-2d") + 1]
+    head.parent.mkdir(parents=True)
+    shutil.copy(trained[0], head)
+    tiny = {"videos": 4, "frames": 12, "size": 64, "seed": 1}
+    monkeypatch.setattr(lifting_data, "SYNTHETIC_SET", tiny)
+    short = ["--sequences", "20", "--eval-sequences", "4", "--workers", "1", "--steps", "2",
+             "--batch-size", "8"]  # fmt: skip
+    result = lifting.main([*argv, *short])
+    out = capsys.readouterr().out
+    assert "generating the synthetic lifting set in data/synthetic_lift" in out
+    manifest = json.loads((tmp_path / "data/synthetic_lift/manifest.json").read_text())
+    assert len(manifest["videos"]) == 4 and manifest["seed"] == 1
+    saved = tmp_path / argv[argv.index("--save") + 1]
+    assert saved.is_file() and np.isfinite(result["rendered_test_head2d/mpjpe"])
+    lifting.main([*argv, *short])
+    assert "generating" not in capsys.readouterr().out
