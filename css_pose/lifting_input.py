@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from css_pose.artifacts.atomic import atomic_path
 from css_pose.data.h36m import PoseSequence
+from css_pose.skeleton import FLIP_PAIRS
 
 OUTLIER = 0.1  # an error beyond this fraction of the person's size is an outlier
 
@@ -86,7 +87,9 @@ class NoiseModel:
     sigma (J,): std per axis of the inlier errors (error <= :data:`OUTLIER`); outlier_rate (J,):
     the share of frames beyond it; outlier_sigma (J,): std per axis of those errors; rho: lag-1
     autocorrelation of the errors (pooled over joints and axes; errors drift, they do not
-    flicker); outlier_stay: P(outlier at t+1 | outlier at t) (failures last several frames).
+    flicker); outlier_stay: P(outlier at t+1 | outlier at t) (failures last several frames);
+    swap_rate: the share of (frame, left/right pair) where the head swapped the two joints, and
+    swap_stay: P(swapped at t+1 | swapped at t). Swapped joints are not counted as outliers.
     """
 
     sigma: list[float]
@@ -96,6 +99,8 @@ class NoiseModel:
     outlier_stay: float
     frames: int = 0
     source: str = ""
+    swap_rate: float = 0.0
+    swap_stay: float = 0.0
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -118,6 +123,9 @@ class NoiseModel:
         """(T, J, 2) ground-truth px -> the same with head-like errors (a new array)."""
         t, j = kp2d.shape[:2]
         size = person_size(kp2d)[:, None, None]
+        if self.swap_rate > 0:
+            rate = np.full(len(FLIP_PAIRS), self.swap_rate)
+            kp2d = _swap(kp2d, _markov_states(rng, t, rate, self.swap_stay))
         inlier = _ar1(rng, t, (j, 2), self.rho) * np.asarray(self.sigma)[:, None]
         outlier = _ar1(rng, t, (j, 2), self.rho) * np.asarray(self.outlier_sigma)[:, None]
         state = _markov_states(rng, t, np.asarray(self.outlier_rate), self.outlier_stay)
@@ -150,11 +158,14 @@ def _markov_states(rng: np.random.Generator, t: int, rate: np.ndarray, stay: flo
 
 def fit_noise(pred: list[np.ndarray], gt: list[np.ndarray], source: str = "") -> NoiseModel:
     """A :class:`NoiseModel` from a head's keypoints ``pred`` and the ground truth ``gt``, each a
-    list of (T, J, 2) px sequences (one per video)."""
-    errors = [(p - g) / person_size(g)[:, None, None] for p, g in zip(pred, gt)]
+    list of (T, J, 2) px sequences (one per video). Left/right swaps are found first
+    (:func:`swapped_pairs`); the other errors are measured against the swapped ground truth."""
+    swaps = [swapped_pairs(p, g) for p, g in zip(pred, gt)]  # (T, P) each
+    errors = [
+        (p - _swap(g, sw)) / person_size(g)[:, None, None] for p, g, sw in zip(pred, gt, swaps)
+    ]
     e = np.concatenate(errors)  # (N, J, 2)
-    norm = np.linalg.norm(e, axis=-1)
-    out = norm > OUTLIER
+    out = np.linalg.norm(e, axis=-1) > OUTLIER
     sigma = [_axis_std(e[~out[:, k], k]) for k in range(e.shape[1])]
     outlier_sigma = [
         _axis_std(e[out[:, k], k]) if out[:, k].any() else 0.0 for k in range(e.shape[1])
@@ -162,17 +173,46 @@ def fit_noise(pred: list[np.ndarray], gt: list[np.ndarray], source: str = "") ->
     lagged = np.concatenate([x[1:].ravel() for x in errors])
     current = np.concatenate([x[:-1].ravel() for x in errors])
     flags = [np.linalg.norm(x, axis=-1) > OUTLIER for x in errors]
-    was = np.concatenate([f[:-1].ravel() for f in flags])
-    now = np.concatenate([f[1:].ravel() for f in flags])
+    sw = np.concatenate(swaps)
     return NoiseModel(
         sigma=[float(s) for s in sigma],
         outlier_rate=[float(r) for r in out.mean(0)],
         outlier_sigma=[float(s) for s in outlier_sigma],
         rho=float(np.corrcoef(current, lagged)[0, 1]),
-        outlier_stay=float(now[was].mean()) if was.any() else 0.0,
+        outlier_stay=_stay(flags),
         frames=len(e),
         source=source,
+        swap_rate=float(sw.mean()),
+        swap_stay=_stay(swaps),
     )
+
+
+def _stay(flags: list[np.ndarray]) -> float:
+    """P(flag at t+1 | flag at t) over (T, ...) bool sequences (0 when never flagged)."""
+    was = np.concatenate([f[:-1].ravel() for f in flags])
+    now = np.concatenate([f[1:].ravel() for f in flags])
+    return float(now[was].mean()) if was.any() else 0.0
+
+
+def swapped_pairs(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """(T, P) bool: the head swapped the two joints of left/right pair p (``FLIP_PAIRS``) in
+    frame t: matching them the other way round lowers their summed error, and both are then
+    within :data:`OUTLIER` of the person's size. pred, gt: (T, J, 2) px."""
+    left, right = (np.array(side) for side in zip(*FLIP_PAIRS))
+    size = person_size(gt)[:, None]
+    d = lambda a, b: np.linalg.norm(pred[:, a] - gt[:, b], axis=-1)  # noqa: E731
+    own, crossed = d(left, left) + d(right, right), d(left, right) + d(right, left)
+    close = np.maximum(d(left, right), d(right, left)) <= OUTLIER * size
+    return (crossed < own) & close
+
+
+def _swap(kp: np.ndarray, swapped: np.ndarray) -> np.ndarray:
+    """(T, J, D) with the two joints of each pair swapped where swapped (T, P) is True."""
+    left, right = (np.array(side) for side in zip(*FLIP_PAIRS))
+    out = kp.copy()
+    rows, pairs = np.nonzero(swapped)
+    out[rows, left[pairs]], out[rows, right[pairs]] = kp[rows, right[pairs]], kp[rows, left[pairs]]
+    return out
 
 
 def _axis_std(e: np.ndarray) -> float:
@@ -215,5 +255,6 @@ def describe(noise: NoiseModel) -> str:
         f"of the person's size per axis, outliers (> {100 * OUTLIER:.0f} %) "
         f"{100 * np.mean(noise.outlier_rate):.1f} % of joints (sigma "
         f"{100 * np.mean(noise.outlier_sigma):.1f} %), lag-1 correlation {noise.rho:.2f}, "
-        f"outlier persistence {noise.outlier_stay:.2f}"
+        f"outlier persistence {noise.outlier_stay:.2f}, left/right swaps "
+        f"{100 * noise.swap_rate:.1f} % of pairs (persistence {noise.swap_stay:.2f})"
     )

@@ -54,3 +54,26 @@ def test_noise_model_saves_and_loads(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="bad.json: not a noise model"):
         NoiseModel.load(tmp_path / "bad.json")
+
+
+def test_fit_recovers_left_right_swaps_and_does_not_count_them_as_outliers():
+    from css_pose.lifting_input import swapped_pairs
+
+    rng = np.random.default_rng(2)
+    truth = NoiseModel([0.01] * 17, [0.0] * 17, [0.0] * 17, 0.0, 0.0, swap_rate=0.1, swap_stay=0.8)
+    gt = _poses(40, 120, rng)
+    pred = [truth.apply(g, rng) for g in gt]
+    fit = fit_noise(pred, gt)
+    # A pair whose joints lie within OUTLIER of each other cannot be told from a swap: a few
+    # swaps go unseen, never more than that.
+    assert 0.08 < fit.swap_rate <= 0.1 + 0.01
+    assert abs(fit.swap_stay - 0.8) < 0.05
+    assert max(fit.outlier_rate) < 0.01
+    assert np.allclose(fit.sigma, 0.01, rtol=0.15)
+    # One frame, one known swap (left and right hips exchanged).
+    g = gt[0][:1].copy()
+    p = g.copy()
+    p[0, [1, 4]] = g[0, [4, 1]]
+    found = swapped_pairs(p, g)[0]
+    assert np.linalg.norm(g[0, 1] - g[0, 4]) > 2 * OUTLIER * person_size(g)[0]  # told apart
+    assert found.tolist() == [True, False, False, False, False, False]
