@@ -34,6 +34,8 @@ def head_keypoints(
     Cached in ``synth_root/head_2d/<hash of the model file>.npz`` (a changed model file is run
     again). Raises CheckpointError naming a bad model file.
     """
+    import torch
+
     from css_pose.data.detections import load_detections
     from css_pose.data.video import VideoStream
     from css_pose.models.pose_model import load_pose_model
@@ -51,7 +53,7 @@ def head_keypoints(
     out = {}
     for video in tqdm(videos, desc="head 2D", disable=not progress):
         boxes = load_detections(synth_root / video["annotation"])
-        stream = frame_stream(model, codec, payload, boxes, model_device(model), True)
+        stream = frame_stream(model, codec, payload, boxes, torch.device("cpu"), True)
         source = VideoStream.open(synth_root / video["video"])
         try:
             best = {
@@ -66,12 +68,6 @@ def head_keypoints(
     with atomic_path(cache) as tmp, open(tmp, "wb") as f:
         np.savez(f, **out)
     return out
-
-
-def model_device(model):
-    import torch
-
-    return next(model.parameters(), torch.zeros(0)).device
 
 
 def person_size(kp2d: np.ndarray) -> np.ndarray:

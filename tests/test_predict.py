@@ -61,6 +61,17 @@ def write_detections(path: Path, boxes: np.ndarray) -> Path:
     return path
 
 
+def predict_test_video(model: Path, root: Path, tmp_path: Path) -> tuple[Path, dict, Path]:
+    """css-pose predict on the set's first test video with its annotated boxes as detections:
+    (the video, its labels, predict's --out folder)."""
+    video, labels = labeled_test_video(root)
+    boxes = write_detections(tmp_path / "dets.json", labels["bboxes"])
+    out = tmp_path / "pred"
+    assert cli(["predict", "--model", str(model), "--video", str(video), "--boxes", str(boxes),
+                "--out", str(out)]) == 0  # fmt: skip
+    return video, labels, out
+
+
 def test_frame_folder_predicts_like_its_video_and_reads_back_as_coco(trained, probe_root, tmp_path):  # noqa: F811
     """A folder of the video's frames (lossless PNG) is a video to predict: same keypoints; and
     keypoints.json read back through the COCO reader is what predict wrote."""
@@ -100,11 +111,7 @@ def test_frame_folder_predicts_like_its_video_and_reads_back_as_coco(trained, pr
 
 def test_predict_matches_ground_truth_within_measured_accuracy(trained, probe_root, tmp_path):  # noqa: F811
     model, result = trained
-    video, labels = labeled_test_video(probe_root)
-    boxes = write_detections(tmp_path / "dets.json", labels["bboxes"])
-    out = tmp_path / "pred"
-    assert cli(["predict", "--model", str(model), "--video", str(video), "--boxes", str(boxes),
-                "--out", str(out)]) == 0  # fmt: skip
+    video, labels, out = predict_test_video(model, probe_root, tmp_path)
 
     entries = json.loads((out / "keypoints.json").read_text())
     n = len(labels["bboxes"])
@@ -296,11 +303,7 @@ def test_head_keypoints_for_lifters_equal_predict(trained, probe_root, tmp_path)
     from css_pose.lifting_input import head_keypoints
 
     model, _ = trained
-    video, labels = labeled_test_video(probe_root)
-    boxes = write_detections(tmp_path / "dets.json", labels["bboxes"])
-    out = tmp_path / "pred"
-    assert cli(["predict", "--model", str(model), "--video", str(video), "--boxes", str(boxes),
-                "--out", str(out)]) == 0  # fmt: skip
+    video, _, out = predict_test_video(model, probe_root, tmp_path)
     entries = sorted(json.loads((out / "keypoints.json").read_text()), key=lambda e: e["image_id"])
     written = np.array([e["keypoints"] for e in entries]).reshape(len(entries), 17, 3)[..., :2]
     head = head_keypoints(model, probe_root, splits=("test",), progress=False)
