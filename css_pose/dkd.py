@@ -165,16 +165,19 @@ def train_frames(
     return losses
 
 
-def clip_rows(dataset, n: int, count: int, seed: int) -> list[int]:
-    """``count`` frame-mode rows (drawn with ``seed``) whose clip t-n..t+n lies in its track."""
+def clip_rows(dataset, n: int, count: int, seed: int, fold=None) -> list[int]:
+    """``count`` frame-mode rows (drawn with ``seed``) whose clip t-n..t+n lies in its track;
+    with ``fold`` (a function of the video index), only rows of videos where it is true."""
     ok = [i for i, (k, t) in enumerate(dataset.frames.tolist())
-          if dataset.tracks[k].start <= t - n and t + n < dataset.tracks[k].stop]  # fmt: skip
+          if dataset.tracks[k].start <= t - n and t + n < dataset.tracks[k].stop
+          and (fold is None or fold(dataset.tracks[k].video))]  # fmt: skip
     pick = np.random.default_rng(seed).permutation(len(ok))[:count]
     return sorted(ok[i] for i in pick)
 
 
 def score(heatmaps: torch.Tensor, codec, clips) -> dict:
-    """PCK@0.2 and jitter of heatmaps (N, T, J, h, w) against the clips' labels."""
+    """PCK@0.2 and jitter of heatmaps (N, T, J, h, w) against the clips' labels, and PCK@0.2 at
+    each frame of the clips (frame 0 first: DKD's initializer frame)."""
     n, t = heatmaps.shape[:2]
     kp, _ = codec.decode({"heatmaps": heatmaps.flatten(0, 1)})
     kp = kp.view(n, t, NUM_JOINTS, 2)
@@ -185,7 +188,9 @@ def score(heatmaps: torch.Tensor, codec, clips) -> dict:
     def jitter(k):
         return float((k[:, 2:] - 2 * k[:, 1:-1] + k[:, :-2]).norm(dim=-1)[both].mean())
 
-    return {"pck@0.2": pck, "jitter_px": jitter(kp), "gt_jitter_px": jitter(gt)}
+    by_frame = [float(pck_tight(kp[:, i], gt[:, i], vis[:, i], 0.2)) for i in range(t)]
+    return {"pck@0.2": pck, "jitter_px": jitter(kp), "gt_jitter_px": jitter(gt),
+            "pck@0.2_by_frame": by_frame}  # fmt: skip
 
 
 def run_dkd(model, large_maps_fn, clips, interval: int) -> tuple[torch.Tensor, float, int]:
@@ -227,19 +232,25 @@ def parse(argv=None):
     return p.parse_args(argv)
 
 
-def clip_data(large_payload: dict, root: Path, n: int, train_clips: int, test_clips: int):
+def clip_data(large_payload: dict, root: Path, n: int, train_clips: int, test_clips: int,
+              validation: bool = False):  # fmt: skip
     """Training and test clips of 2n + 1 frames from the labelled videos under ``root``, at the
-    initializer's crop size (the frame-mode data of a probe run)."""
+    initializer's crop size (the frame-mode data of a probe run). With ``validation``, both come
+    from the training videos: every fifth video (index % 5 == 0) gives the held-out clips, the
+    others the training clips, so settings can be chosen without seeing the test videos."""
     size = large_payload["crop"]["size"]
     cfg = compose_config("probe", ["ckpt=none", f"data.root={root}", f"data.size={size}",
                                    "data.num_workers=0"])  # fmt: skip
     dm = frame_datamodule(cfg)
-    sets = [dm.probe_dataloader(split).dataset for split in ("train", "test")]
+    splits = ("train", "train") if validation else ("train", "test")
+    sets = [dm.probe_dataloader(split).dataset for split in splits]
+    folds = (lambda v: v % 5 != 0, lambda v: v % 5 == 0) if validation else (None, None)
     read = dict(frames=n, step=1, preset="medium")
     return tuple(
-        load_clips(data, clip_rows(data, n, count, seed), desc=f"{name} clips", **read)
-        for data, count, seed, name in zip(sets, (train_clips, test_clips), (0, 1),
-                                           ("train", "test"), strict=True)
+        load_clips(data, clip_rows(data, n, count, seed, fold), desc=f"{name} clips", **read)
+        for data, count, seed, fold, name in zip(
+            sets, (train_clips, test_clips), (0, 1), folds,
+            ("train", "validation" if validation else "test"), strict=True)
     )  # fmt: skip
 
 

@@ -260,7 +260,7 @@ def _meta(
         meta["dkd"] = {
             "interval": section["interval"],
             "min_confidence": section["min_confidence"],
-            "initializer_frames": stream.stream.initialised,
+            "initializer_frames": stream.initialised,
             "scene_cuts": stream.cuts,
             "metrics": section["metrics"],
         }

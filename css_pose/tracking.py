@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from css_pose.crowd import FramePerson, match_people
+from css_pose.crowd import FramePerson, box_iou, match_people
 
 
 @dataclass
@@ -73,3 +73,22 @@ def assign_tracks(
     for people in frames:
         tracker.update(people)
     return tracker.count
+
+
+def follow_boxes(previous: np.ndarray, rows: np.ndarray, min_iou: float) -> dict[int, int]:
+    """Which row of ``rows`` (P, 5) continues which of the ``previous`` boxes (Q, 4) xyxy px:
+    {row: previous index}. Pairs are taken greedily by IoU, largest first, each at least
+    ``min_iou``; a lone box in both frames continues whatever its IoU (as one person would)."""
+    if len(previous) == 1 and len(rows) == 1:
+        return {0: 0}
+    if not len(previous) or not len(rows):
+        return {}
+    iou = np.stack([box_iou(rows[:, :4], box)[:, 0] for box in previous], axis=1)  # (P, Q)
+    pairs: dict[int, int] = {}
+    for flat in np.argsort(-iou, axis=None):
+        r, q = divmod(int(flat), iou.shape[1])
+        if iou[r, q] < min_iou:
+            break
+        if r not in pairs and q not in pairs.values():
+            pairs[r] = q
+    return pairs

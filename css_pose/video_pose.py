@@ -27,6 +27,7 @@ from css_pose.models.dkd import DKDStream, build_dkd
 from css_pose.models.pose_model import predict
 from css_pose.models.temporal_pose import clip_frame_indices, crop_clip_flows, predict_clip
 from css_pose.skeleton import NUM_JOINTS
+from css_pose.tracking import follow_boxes
 
 # --- inputs ---------------------------------------------------------------------------------------
 
@@ -133,16 +134,30 @@ class SingleFrames:
         )  # fmt: skip
 
 
+@dataclass
+class _Followed:
+    """One person DKD follows: their last box (4,) xyxy px, frame and crop (1, 3, S, S), and
+    the DKD state carried from that crop."""
+
+    box: np.ndarray
+    frame: int
+    crop: torch.Tensor
+    stream: DKDStream
+
+
 class DKDFrames:
-    """A DKD model (a 2D model file with a ``dkd`` section, :mod:`css_pose.models.dkd`): one
-    person, the best-scoring box of each frame, followed frame by frame. The initializer (the
-    file's 2D model) runs on the first frame, every ``interval`` frames, when the confidence
-    drops (the section's ``min_confidence``), after a frame without a box or one that did not
-    decode, and at a scene cut (the crop changes by more than ``cut`` in mean absolute value, in
-    [0, 1] units). There is no flip test: the state runs through the unmirrored crops."""
+    """A DKD model (a 2D model file with a ``dkd`` section, :mod:`css_pose.models.dkd`): every
+    person box of each frame, each person followed frame by frame with a DKD state of their own.
+    A box continues the person of the previous frame's box it overlaps most (IoU at least
+    ``min_iou``, :func:`follow_boxes`); a box that continues no one starts a new person. The
+    initializer (the file's 2D model) runs on a person's first frame, every ``interval`` frames,
+    when the confidence drops (the section's ``min_confidence``), after a frame that did not
+    decode, and at a scene cut (the person's crop changes by more than ``cut`` in mean absolute
+    value, in [0, 1] units). There is no flip test: the state runs through the unmirrored
+    crops. ``initialised`` and ``cuts`` count initializer runs and scene cuts over all people."""
 
     def __init__(self, model, codec, payload: dict, boxes, box_pad: float, size: int, device,
-                 cut: float = 0.25):  # fmt: skip
+                 cut: float = 0.25, min_iou: float = 0.3):  # fmt: skip
         section = payload["dkd"]
         if not isinstance(codec, HeatmapCodec) or codec.stride != section["stride"]:
             raise ValueError(
@@ -150,14 +165,14 @@ class DKDFrames:
                 f"the small network's stride {section['stride']}, got {type(codec).__name__}"
                 + (f" at stride {codec.stride}" if hasattr(codec, "stride") else "")
             )
-        small = build_dkd(section, len(payload["joints"]), payload.get("source", "")).to(device)
-        self.stream = DKDStream(small, lambda x: model(x)["heatmaps"], section["interval"],
-                                section["min_confidence"])  # fmt: skip
+        self.small = build_dkd(section, len(payload["joints"]), payload.get("source", ""))
+        self.small.to(device)
+        self.initializer = lambda x: model(x)["heatmaps"]
+        self.section = section
         self.codec, self.boxes, self.box_pad, self.size = codec, boxes, box_pad, size
-        self.device, self.cut = device, cut
-        self.previous: torch.Tensor | None = None  # the last crop, for scene cuts
-        self.last = -1  # the last frame index followed
-        self.cuts = 0
+        self.device, self.cut, self.min_iou = device, cut, min_iou
+        self.followed: list[_Followed] = []  # the people of the last frame
+        self.initialised = self.cuts = 0
 
     def push(self, index: int, image: np.ndarray) -> list[Ready]:
         return [Ready(index, image)]
@@ -165,31 +180,40 @@ class DKDFrames:
     def finish(self) -> list[Ready]:
         return []
 
+    def _stream(self) -> DKDStream:
+        return DKDStream(self.small, self.initializer, self.section["interval"],
+                         self.section["min_confidence"])  # fmt: skip
+
     def predict(self, ready: list[Ready]) -> list[Person]:
         people = []
-        for r in ready:  # in frame order: the state runs from one frame to the next
+        for r in ready:  # in frame order: the states run from one frame to the next
             rows, pad = frame_boxes(self.boxes, r.index, r.image.shape[1], r.image.shape[0],
                                     self.box_pad)  # fmt: skip
-            if not len(rows):
-                self.stream.reset()
-                self.previous = None
-                continue
-            if r.index != self.last + 1:  # a frame that did not decode: start again
-                self.stream.reset()
-                self.previous = None
-            self.last = r.index
-            row = rows[0]
-            matrix = crop_matrix(row[:4], self.size, pad)
-            crop = torch.from_numpy(warp_crop(r.image, matrix, self.size)).permute(2, 0, 1)
-            crop = crop.float().div_(255.0)[None].to(self.device)
-            if self.previous is not None and (crop - self.previous).abs().mean() > self.cut:
-                self.stream.reset()
-                self.cuts += 1
-            self.previous = crop
-            heatmaps = self.stream.step(crop)
-            kp, scores = self.codec.decode({"heatmaps": heatmaps})
-            people.append(_to_frame(r.index, row, matrix, kp[0].cpu().numpy(),
-                                    scores[0].cpu().numpy()))  # fmt: skip
+            # Only people of the frame just before continue: a frame that did not decode, or
+            # one without the person, starts them again.
+            live = [f for f in self.followed if f.frame == r.index - 1]
+            pairs = follow_boxes(np.array([f.box for f in live]).reshape(-1, 4), rows,
+                                 self.min_iou)  # fmt: skip
+            followed = []
+            for i, row in enumerate(rows):
+                matrix = crop_matrix(row[:4], self.size, pad)
+                crop = torch.from_numpy(warp_crop(r.image, matrix, self.size)).permute(2, 0, 1)
+                crop = crop.float().div_(255.0)[None].to(self.device)
+                if i in pairs:
+                    stream = live[pairs[i]].stream
+                    if (crop - live[pairs[i]].crop).abs().mean() > self.cut:
+                        stream.reset()
+                        self.cuts += 1
+                else:
+                    stream = self._stream()
+                before = stream.initialised
+                heatmaps = stream.step(crop)
+                self.initialised += stream.initialised - before
+                followed.append(_Followed(row[:4].copy(), r.index, crop, stream))
+                kp, scores = self.codec.decode({"heatmaps": heatmaps})
+                people.append(_to_frame(r.index, row, matrix, kp[0].cpu().numpy(),
+                                        scores[0].cpu().numpy()))  # fmt: skip
+            self.followed = followed
         return people
 
 

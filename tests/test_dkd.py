@@ -10,6 +10,8 @@ from css_pose.models.dkd import (
     DKDModel,
     DKDStream,
     TemporalDiscriminator,
+    build_dkd,
+    dkd_section,
     hinge_losses,
     match,
     pool_kernels,
@@ -60,6 +62,26 @@ def test_streaming_equals_the_clip_path():
     steps = torch.stack([stream.step(clip[:, t]) for t in range(6)], dim=1)
     torch.testing.assert_close(steps, whole)
     assert stream.initialised == 1
+
+
+def test_the_carried_heatmaps_start_at_zero_and_stream_like_the_clip_path():
+    torch.manual_seed(0)
+    carried = DKDModel(joints=5, width=16, depth=1, carry=3).eval()
+    plain = _model()
+    plain.load_state_dict({k: v for k, v in carried.state_dict().items() if "carry" not in k})
+    clip, first = torch.rand(2, 6, 3, 32, 32), torch.rand(2, 5, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            carried.forward_clip(clip, first), plain.forward_clip(clip, first)
+        )
+        carried.carry.weight.normal_()  # trained: the previous maps now count
+        whole = carried.forward_clip(clip, first)
+        assert not torch.allclose(whole, plain.forward_clip(clip, first))
+    stream = DKDStream(carried, lambda frame: first, interval=100)
+    torch.testing.assert_close(torch.stack([stream.step(clip[:, t]) for t in range(6)], 1), whole)
+    rebuilt = build_dkd(dkd_section(carried, 9, 0.0, {}), joints=5)  # the model file keeps it
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.forward_clip(clip, first), whole)
 
 
 def test_the_initializer_runs_every_interval_and_on_low_confidence():
@@ -196,3 +218,50 @@ def test_css_pose_predict_streams_a_dkd_model_file(tmp_path):
     assert sorted(e["image_id"] for e in entries) == list(range(12))
     assert meta["dkd"]["scene_cuts"] == 0  # one continuous shot
     assert meta["dkd"]["initializer_frames"] == 3  # frames 0, 4 and 8
+
+
+def test_boxes_continue_the_people_they_overlap():
+    import numpy as np
+
+    from css_pose.tracking import follow_boxes
+
+    before = np.array([[0, 0, 10, 10], [20, 0, 30, 10]], np.float32)
+    rows = np.array([[21, 0, 31, 10, 0.9], [50, 50, 60, 60, 0.8], [1, 0, 11, 10, 0.7]], np.float32)
+    assert follow_boxes(before, rows, 0.3) == {0: 1, 2: 0}  # the middle box is someone new
+    assert follow_boxes(before[:1], rows[1:2], 0.3) == {0: 0}  # alone in both frames
+    assert follow_boxes(before, rows[1:2], 0.3) == {}
+    assert follow_boxes(before[:0], rows, 0.3) == {}
+
+
+def test_dkd_predict_follows_every_person_with_a_state_of_their_own():
+    import numpy as np
+
+    from css_pose.codecs.heatmap import HeatmapCodec
+    from css_pose.video_pose import DKDFrames, Ready
+
+    section = dkd_section(_model(), interval=100, min_confidence=0.0, metrics={})
+    payload = {"dkd": section, "joints": [f"j{i}" for i in range(5)]}
+    gen = torch.Generator().manual_seed(0)
+
+    def large(x):
+        return {"heatmaps": torch.rand(x.shape[0], 5, 8, 8, generator=gen)}
+
+    a, b = [10, 10, 40, 60, 0.9], [60, 12, 90, 62, 0.8]
+    boxes = {t: np.array([a, b], np.float32) + [t, 0, t, 0, 0] for t in range(6)}
+    boxes[2] = boxes[2][::-1].copy()  # the detector lists them the other way round
+    boxes[5] = np.concatenate([boxes[5], [[0, 0, 8, 8, 0.5]]]).astype(np.float32)
+    image = np.full((80, 100, 3), 40, np.uint8)  # shifted boxes cut the same crops
+    frames = DKDFrames(large, HeatmapCodec(32), payload, boxes, 0.1, 32, "cpu")
+    people = frames.predict([Ready(t, image) for t in range(3)])
+    assert [p.frame for p in people] == [0, 0, 1, 1, 2, 2]
+    assert frames.initialised == 2 and frames.cuts == 0  # each person once, then followed
+    np.testing.assert_allclose(people[4].box, boxes[2][0, :4])
+    # Frame 3 did not decode: both start again on frame 4; a third person appears on frame 5.
+    frames.predict([Ready(4, image)])
+    assert frames.initialised == 4
+    assert len(frames.predict([Ready(5, image)])) == 3
+    assert frames.initialised == 5
+    # A scene cut: the same boxes over another picture re-run the initializer for both.
+    boxes[6] = boxes[5][:2] + [1, 0, 1, 0, 0]
+    frames.predict([Ready(6, image + 180)])
+    assert frames.cuts == 2 and frames.initialised == 7

@@ -134,11 +134,20 @@ class DKDModel(nn.Module):
     """
 
     def __init__(self, joints: int, width: int = 32, depth: int = 2, kernel: int = 3,
-                 stride: int = 4):  # fmt: skip
+                 stride: int = 4, carry: int = 0):  # fmt: skip
         super().__init__()
         self.encoder = SmallEncoder(width, depth, stride)
         self.distillator = Distillator(width, joints, kernel)
         self.joints = joints
+        # ``carry`` > 0: each joint's previous heatmap, blurred by a learned carry x carry filter
+        # of its own (zero at init), is added too: where the joint was is a cue to where it is.
+        self.carry = None
+        if carry:
+            if carry % 2 == 0:
+                raise ValueError(f"carry must be odd (or 0: off), got {carry}")
+            self.carry = nn.Conv2d(joints, joints, carry, padding=carry // 2, groups=joints)
+            nn.init.zeros_(self.carry.weight)
+            nn.init.zeros_(self.carry.bias)
         # The small network's own view of the frame, added to the matching response: a 1 x 1
         # heatmap head on the current features, zero at init (so DKD starts as pure matching).
         # Matching alone scored below the small encoder with a plain head (docs/benchmarks.md).
@@ -153,11 +162,15 @@ class DKDModel(nn.Module):
         features) of this frame."""
         features = self.encoder(frame)
         kernels = self.distillator(previous, previous_features)
-        return self.heatmaps(features, kernels), features
+        return self.heatmaps(features, kernels, previous), features
 
-    def heatmaps(self, features: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-        """Matching response plus the prior head: (B, J, h, w)."""
-        return self.distillator.respond(features, kernels) + self.prior(features)
+    def heatmaps(
+        self, features: torch.Tensor, kernels: torch.Tensor, previous: torch.Tensor
+    ) -> torch.Tensor:
+        """Matching response plus the prior head (plus the carried previous heatmaps (B, J, h, w)
+        when ``carry`` is on): (B, J, h, w)."""
+        out = self.distillator.respond(features, kernels) + self.prior(features)
+        return out if self.carry is None else out + self.carry(previous)
 
     def forward_clip(self, clip: torch.Tensor, first_heatmaps: torch.Tensor) -> torch.Tensor:
         b, t = clip.shape[:2]
@@ -165,7 +178,7 @@ class DKDModel(nn.Module):
         maps = [first_heatmaps]
         for i in range(1, t):
             kernels = self.distillator(maps[-1], features[:, i - 1])
-            maps.append(self.heatmaps(features[:, i], kernels))
+            maps.append(self.heatmaps(features[:, i], kernels, maps[-1]))
         return torch.stack(maps, dim=1)
 
 
@@ -266,6 +279,7 @@ def dkd_section(model: DKDModel, interval: int, min_confidence: float, metrics: 
         "depth": len(enc.net) - (enc.stride.bit_length() - 1),
         "stride": enc.stride,
         "kernel": model.distillator.size,
+        "carry": 0 if model.carry is None else model.carry.kernel_size[0],
         "interval": int(interval),
         "min_confidence": float(min_confidence),
         "metrics": dict(metrics),
@@ -277,7 +291,7 @@ def build_dkd(section: dict, joints: int, source: str = "") -> DKDModel:
     """The small network of a ``dkd`` section (:func:`dkd_section`), weights loaded strictly,
     in eval mode."""
     model = DKDModel(joints, section["width"], section["depth"], section["kernel"],
-                     section["stride"])  # fmt: skip
+                     section["stride"], section.get("carry", 0))  # fmt: skip
     load_strict(model, section["weights"], source or "the dkd section")
     return model.eval()
 
