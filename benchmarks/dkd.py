@@ -20,7 +20,9 @@ Reported per row:
 
 The small networks are trained from random init for each of ``--seeds``, and the rows pair them.
 Each row also has PCK@0.2 at each frame of the clips (frame 0: DKD's initializer frame), which
-shows how DKD drifts from the initializer. Results go to ``--out``/results.json.
+shows how DKD drifts from the initializer, and pooled over the first k frames of each clip, which
+with the GFLOPs per frame at k (``gflops_by_interval``) is DKD with the initializer every k
+frames. Results go to ``--out``/results.json.
 
 Choosing settings (``--width``, ``--steps``, ``--kernel``, ``--carry``) is done with
 ``--validation``: training clips from four in five training videos, scored on clips of the fifth
@@ -62,9 +64,11 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=4, help="n: clips of 2n + 1 frames")
     p.add_argument("--train-clips", type=int, default=3000)
     p.add_argument("--test-clips", type=int, default=600)
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=16, help="clips per step")
-    p.add_argument("--width", type=int, default=32, help="small encoder channels")
+    p.add_argument("--width", type=int, default=16,
+                   help="small encoder channels; 16 and 3,000 steps were chosen on held-out "
+                   "training videos (docs/benchmarks.md)")  # fmt: skip
     p.add_argument("--kernel", type=int, default=3, help="k: kernels of C x k x k")
     p.add_argument("--carry", type=int, default=0,
                    help="carry the previous heatmaps through a learned filter of this size "
@@ -77,6 +81,11 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--speed-rounds", type=int, default=5)
+    p.add_argument("--speed-intervals", type=int, nargs="+", default=None,
+                   help="initializer intervals to time (default: the clip length)")  # fmt: skip
+    p.add_argument("--speed-only", action="store_true",
+                   help="time an untrained DKD of --width at --speed-intervals; no training "
+                   "(the cost does not depend on the weights)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("runs/bench-dkd"))
     return p.parse_args(argv)
 
@@ -93,10 +102,11 @@ def floor_score(train, test) -> dict:
 
 
 def speed(large_maps, model, clips, t: int, rounds: int) -> dict:
-    """Frames/s of the large model on every frame and of DKD streaming (initializer every t
-    frames), alternating ``rounds`` times, median: all test clips as one batch (throughput), and
-    one clip at a time over the first 60 clips (a single video stream, batch 1)."""
-    images = clips.images(torch.arange(len(clips)))
+    """Frames/s of the large model on every frame and of DKD streaming with the initializer every
+    t frames, over the first t frames of each clip, alternating ``rounds`` times, median: all test
+    clips as one batch (throughput), and one clip at a time over the first 60 clips (a single
+    video stream, batch 1). The cost does not depend on the weights (no confidence trigger)."""
+    images = clips.images(torch.arange(len(clips)))[:, :t]
     out: dict[str, dict] = {}
     for name, batch in (("all clips at once", len(clips)), ("one clip at a time", 1)):
         count = len(clips) if batch > 1 else min(60, len(clips))
@@ -126,12 +136,21 @@ def main(argv=None) -> dict:
     large, codec, payload = load_pose_model(args.large, "cpu")
     size = payload["crop"]["size"]
     n = args.frames
-    train, test = clip_data(payload, args.root, n, args.train_clips, args.test_clips,
-                            args.validation)  # fmt: skip
+    train, test = clip_data(payload, args.root, n, 1 if args.speed_only else args.train_clips,
+                            args.test_clips, args.validation)  # fmt: skip
     t = 2 * n + 1
 
     def large_maps(x):
         return large(x)["heatmaps"]
+
+    if args.speed_only:
+        model = DKDModel(NUM_JOINTS, args.width, kernel=args.kernel, carry=args.carry)
+        rows = {k: speed(large_maps, model, test, k, args.speed_rounds)
+                for k in args.speed_intervals or [t]}  # fmt: skip
+        print(f"speed by interval: {rows}", flush=True)
+        settings = {k: str(v) for k, v in vars(args).items()}
+        (args.out / "speed.json").write_text(json.dumps({"args": settings, "speed": rows}))
+        return rows
 
     first_train = initial_heatmaps(large, train.frames[:, 0], 64, "cpu")
     images = test.images(torch.arange(len(test)))
@@ -175,9 +194,12 @@ def main(argv=None) -> dict:
             with torch.no_grad():
                 prev, feats = large_maps(crop), model.encoder(crop)
             step_gf = gflops(lambda x, m=model, p=prev, f=feats: m.step(x, p, f), crop)
-            per_frame = (large_gf + gflops(model.encoder, crop) + (t - 1) * step_gf) / t
+            by_interval = [(large_gf + gflops(model.encoder, crop) + (k - 1) * step_gf) / k
+                           for k in range(1, t + 1)]  # fmt: skip
+            per_frame = by_interval[-1]
             rows.append({"method": name, "seed": seed, "adv_weight": adv,
                          **score(maps, codec, test), "gflops": per_frame,
+                         "gflops_by_interval": by_interval,
                          "fps": frames_total / seconds, "initializer_frames": inits,
                          "final_loss": float(np.mean(history["pose"][-50:])),
                          **({"final_disc_loss": float(np.mean(history["disc"][-50:]))}
@@ -185,8 +207,9 @@ def main(argv=None) -> dict:
             print(f"{name}: {rows[-1]}", flush=True)
             if adv == 0:
                 last = model
-    speed_rows = speed(large_maps, last, test, t, args.speed_rounds)
-    print(f"speed: {speed_rows}", flush=True)
+    speed_rows = {k: speed(large_maps, last, test, k, args.speed_rounds)
+                  for k in args.speed_intervals or [t]}  # fmt: skip
+    print(f"speed by interval: {speed_rows}", flush=True)
     summary = {"args": {k: str(v) for k, v in vars(args).items()}, "clip_frames": t,
                "train_clips": len(train), "test_clips": len(test), "rows": rows,
                "speed": speed_rows}  # fmt: skip

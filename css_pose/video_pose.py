@@ -23,7 +23,7 @@ from einops import rearrange
 from css_pose.codecs.heatmap import HeatmapCodec
 from css_pose.crowd import box_iou
 from css_pose.data.transforms import crop_matrix, transform_points, warp_crop, whole_frame_box
-from css_pose.models.dkd import DKDStream, build_dkd
+from css_pose.models.dkd import DKDStream, build_dkd, step_streams
 from css_pose.models.pose_model import predict
 from css_pose.models.temporal_pose import clip_frame_indices, crop_clip_flows, predict_clip
 from css_pose.skeleton import NUM_JOINTS
@@ -136,7 +136,7 @@ class SingleFrames:
 
 @dataclass
 class _Followed:
-    """One person DKD follows: their last box (4,) xyxy px, frame and crop (1, 3, S, S), and
+    """One person DKD follows: their last box (4,) xyxy px, frame and crop (3, S, S), and
     the DKD state carried from that crop."""
 
     box: np.ndarray
@@ -194,25 +194,30 @@ class DKDFrames:
             live = [f for f in self.followed if f.frame == r.index - 1]
             pairs = follow_boxes(np.array([f.box for f in live]).reshape(-1, 4), rows,
                                  self.min_iou)  # fmt: skip
-            followed = []
+            crops, matrices, streams = [], [], []
             for i, row in enumerate(rows):
-                matrix = crop_matrix(row[:4], self.size, pad)
-                crop = torch.from_numpy(warp_crop(r.image, matrix, self.size)).permute(2, 0, 1)
-                crop = crop.float().div_(255.0)[None].to(self.device)
+                matrices.append(crop_matrix(row[:4], self.size, pad))
+                crop = torch.from_numpy(warp_crop(r.image, matrices[-1], self.size))
+                crops.append(crop.permute(2, 0, 1).float().div_(255.0).to(self.device))
                 if i in pairs:
-                    stream = live[pairs[i]].stream
-                    if (crop - live[pairs[i]].crop).abs().mean() > self.cut:
-                        stream.reset()
+                    streams.append(live[pairs[i]].stream)
+                    if (crops[-1] - live[pairs[i]].crop).abs().mean() > self.cut:
+                        streams[-1].reset()
                         self.cuts += 1
                 else:
-                    stream = self._stream()
-                before = stream.initialised
-                heatmaps = stream.step(crop)
-                self.initialised += stream.initialised - before
-                followed.append(_Followed(row[:4].copy(), r.index, crop, stream))
-                kp, scores = self.codec.decode({"heatmaps": heatmaps})
-                people.append(_to_frame(r.index, row, matrix, kp[0].cpu().numpy(),
-                                        scores[0].cpu().numpy()))  # fmt: skip
+                    streams.append(self._stream())
+            if not len(rows):
+                self.followed = []
+                continue
+            before = sum(s.initialised for s in streams)
+            heatmaps = step_streams(streams, torch.stack(crops))  # every person in one batch
+            self.initialised += sum(s.initialised for s in streams) - before
+            kp, scores = self.codec.decode({"heatmaps": heatmaps})
+            followed = []
+            for i, row in enumerate(rows):
+                followed.append(_Followed(row[:4].copy(), r.index, crops[i], streams[i]))
+                people.append(_to_frame(r.index, row, matrices[i], kp[i].cpu().numpy(),
+                                        scores[i].cpu().numpy()))  # fmt: skip
             self.followed = followed
         return people
 

@@ -84,6 +84,26 @@ def test_the_carried_heatmaps_start_at_zero_and_stream_like_the_clip_path():
         torch.testing.assert_close(rebuilt.forward_clip(clip, first), whole)
 
 
+def test_streams_stepped_together_equal_streams_stepped_alone():
+    from css_pose.models.dkd import step_streams
+
+    model = _model()
+    gen = torch.Generator().manual_seed(1)
+
+    def initializer(frame):
+        return frame[:, :1, ::4, ::4].expand(-1, 5, -1, -1) + 0.1  # (B, 5, 8, 8) of the crop
+
+    alone = [DKDStream(model, initializer, interval=k) for k in (2, 3, 100)]
+    together = [DKDStream(model, initializer, interval=k) for k in (2, 3, 100)]
+    for t in range(7):
+        frames = torch.rand(3, 3, 32, 32, generator=gen)
+        if t == 4:  # one person's scene cut
+            alone[2].reset(), together[2].reset()
+        want = torch.cat([s.step(frames[i : i + 1]) for i, s in enumerate(alone)])
+        torch.testing.assert_close(step_streams(together, frames), want, rtol=1e-4, atol=1e-5)
+    assert [s.initialised for s in together] == [s.initialised for s in alone] == [4, 3, 2]
+
+
 def test_the_initializer_runs_every_interval_and_on_low_confidence():
     model = _model()
     calls = []

@@ -237,22 +237,52 @@ class DKDStream:
     def reset(self) -> None:
         self.state = StreamState()
 
+    def due(self) -> bool:
+        """Whether the next frame runs the initializer: no state yet, ``interval`` frames since
+        the last run, or the previous frame's mean peak below ``min_confidence``."""
+        s = self.state
+        if s.heatmaps is None or s.since_init >= self.interval:
+            return True
+        return bool(s.heatmaps.flatten(2).amax(-1).mean() < self.min_confidence)
+
     @torch.no_grad()
     def step(self, frame: torch.Tensor) -> torch.Tensor:
         """Heatmaps (B, J, h, w) of one frame (B, 3, S, S)."""
-        s = self.state
-        low = s.heatmaps is not None and (
-            s.heatmaps.flatten(2).amax(-1).mean() < self.min_confidence
-        )
-        if s.heatmaps is None or s.since_init >= self.interval or low:
-            heatmaps = self.initializer(frame)
-            features = self.model.encoder(frame)
-            self.state = StreamState(heatmaps, features, 1)
-            self.initialised += 1
-            return heatmaps
-        heatmaps, features = self.model.step(frame, s.heatmaps, s.features)
-        self.state = StreamState(heatmaps, features, s.since_init + 1)
-        return heatmaps
+        return step_streams([self], frame)
+
+
+@torch.no_grad()
+def step_streams(streams: list[DKDStream], frames: torch.Tensor) -> torch.Tensor:
+    """One frame of several :class:`DKDStream` at once: stream i's batch is ``frames[i : i + b]``
+    with b its batch size (1 for a person followed alone; all streams share one model and
+    initializer). The streams due for the initializer (:meth:`DKDStream.due`) run it in one call,
+    the others the small network in one call. Heatmaps (sum of b, J, h, w), each stream's as its
+    own :meth:`DKDStream.step` would give them (up to float rounding across batch sizes)."""
+    model, init = streams[0].model, streams[0].initializer
+    per = len(frames) if len(streams) == 1 else 1  # each stream's batch
+    if len(frames) != per * len(streams):
+        raise ValueError(f"{len(streams)} streams of batch 1 need {len(streams)} frames, "
+                         f"got {len(frames)}")  # fmt: skip
+    grouped = frames.unflatten(0, (len(streams), per))
+    due = [s.due() for s in streams]
+    out: list[torch.Tensor | None] = [None] * len(streams)
+    for starting in (True, False):
+        which = [i for i, d in enumerate(due) if d == starting]
+        if not which:
+            continue
+        batch = grouped[which].flatten(0, 1)
+        if starting:
+            heatmaps, features = init(batch), model.encoder(batch)
+        else:
+            previous = torch.cat([streams[i].state.heatmaps for i in which])
+            before = torch.cat([streams[i].state.features for i in which])
+            heatmaps, features = model.step(batch, previous, before)
+        for i, h, f in zip(which, heatmaps.split(per), features.split(per), strict=True):
+            s = streams[i]
+            s.state = StreamState(h, f, 1 if starting else s.state.since_init + 1)
+            s.initialised += starting
+            out[i] = h
+    return torch.cat(out)
 
 
 class SmallPoseNet(nn.Module):
