@@ -83,3 +83,24 @@ def test_sample_crop_box_uses_one_box_for_every_frame(tmp_path):
     matrix = crop_matrix(union, 32, ds.box_pad)
     expected = transform_points(ann.keypoints_2d[0, idx], matrix)
     assert np.allclose(item["keypoints_2d"].numpy(), expected, atol=1e-3)
+
+
+def test_centre_crop_box_cuts_a_clip_around_its_centre_frame(tmp_path):
+    """crop_box="centre": every frame of a clip is cropped around the centre frame's box, so the
+    centre crop is frame mode's and the neighbours' keypoints are mapped into it."""
+    from css_pose.data.loading import load_annotation
+    from css_pose.data.synthetic import generate_dataset
+    from css_pose.data.transforms import crop_matrix, transform_points
+
+    generate_dataset(tmp_path, videos=1, frames=40, size=64, seed=1, workers=1, progress=False)
+    videos = index_videos(tmp_path, cache=False).videos
+    ann = load_annotation(videos[0].annotation, videos[0].num_frames)
+    kw = dict(d_neg=10, gt_max=6, samples_per_epoch=4, augment=None, mode="frame")
+    centre = VideoClipDataset(videos, size=32, crop_box="centre", **kw)
+    frame = VideoClipDataset(videos, size=32, crop_box="frame", **kw)
+    idx = np.array([10, 14, 18, 22, 26])
+    a, b = centre.load_frames(0, idx), frame.load_frames(0, idx)
+    assert np.allclose(a["frames"][2].numpy(), b["frames"][2].numpy())
+    matrix = crop_matrix(ann.boxes[0, 18], 32, centre.box_pad)
+    expected = transform_points(ann.keypoints_2d[0, idx], matrix)
+    assert np.allclose(a["keypoints_2d"].numpy(), expected, atol=1e-3)

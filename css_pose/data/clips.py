@@ -117,10 +117,12 @@ def load_clips(dataset, rows, frames: int, step: int, preset: str, desc: str = "
 
     Raises:
         ValueError: the dataset crops frames around union boxes (``crop_box="sample"``).
+            With ``crop_box="centre"`` every crop of a clip is cut around the centre frame's box.
     """
-    if dataset.crop_box != "frame":
+    if dataset.crop_box not in ("frame", "centre"):
         raise ValueError(
-            f"temporal heads need per-frame crops: data.crop_box=frame, got {dataset.crop_box}"
+            "temporal heads need per-frame or centre-frame crops: data.crop_box=frame or "
+            f"data.crop_box=centre, got {dataset.crop_box}"
         )
     clips = []
     for row in rows:

@@ -109,7 +109,9 @@ class VideoClipDataset(Dataset):
         cache_video_mb: largest decoded video, in MiB, that the cache takes.
         crop_box: "frame" crops every frame around its own box; "sample" crops all frames of a
             sample around the union of their boxes, so zoom and background do not change within
-            a sample and only the person moves.
+            a sample and only the person moves; "centre" crops all frames around the box of the
+            middle frame (a clip's centre frame), so the centre crop is the one "frame" gives
+            and the person moves in the neighbours' crops, as in a fixed camera.
         augment_scope: "sample" draws one augmentation for all frames of a sample (views mode:
             one per view), so colours stay constant within it; "frame" draws one per frame
             (never a flip), so a contrastive loss between frames cannot match them by colour.
@@ -117,8 +119,8 @@ class VideoClipDataset(Dataset):
             ``size`` and ``box_pad`` from these videos (or more); every mode then reads frames
             from it instead of decoding, and the crop is its stored row warped by the same
             frame -> crop matrix as without it (labels are unchanged; pixels differ by one more
-            bilinear resampling). Used with ``crop_box="frame"`` only: "sample" crops around
-            union boxes the store does not hold, so it keeps decoding.
+            bilinear resampling). Used with ``crop_box="frame"`` only: "sample" and "centre"
+            crop around boxes the store does not hold, so they keep decoding.
     """
 
     # Longer than 60 lines: the argument checks and one attribute per argument.
@@ -152,8 +154,8 @@ class VideoClipDataset(Dataset):
     ):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
-        if crop_box not in ("frame", "sample"):
-            raise ValueError(f"crop_box must be 'frame' or 'sample', got {crop_box!r}")
+        if crop_box not in ("frame", "sample", "centre"):
+            raise ValueError(f"crop_box must be 'frame', 'sample' or 'centre', got {crop_box!r}")
         if augment_scope not in ("sample", "frame"):
             raise ValueError(f"augment_scope must be 'sample' or 'frame', got {augment_scope!r}")
         if store is not None and (store.size, store.box_pad) != (size, box_pad):
@@ -372,6 +374,8 @@ class VideoClipDataset(Dataset):
             if self.crop_box == "sample":
                 union = np.concatenate([boxes[:, :2].min(0), boxes[:, 2:].max(0)])
                 boxes = np.repeat(union[None], n, 0)
+            elif self.crop_box == "centre":
+                boxes = np.repeat(boxes[n // 2][None], n, 0)
 
         # One augmentation for the whole sample (views mode: one per view; augment_scope
         # "frame": one per frame).
