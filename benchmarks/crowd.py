@@ -115,9 +115,15 @@ def ground_truth(videos) -> tuple[list[dict], list[dict]]:
 def mean_box_pose(root: Path, count: int = 200) -> np.ndarray:
     """The floor's pose: the mean visible keypoints of the training people, each in units of its
     box (0..1 from the box's top-left), over ``count`` training videos; (J, 2)."""
+    entries = index_videos(root).split("train")[:count]
+    return mean_unit_pose(load_annotation(e.annotation, e.num_frames) for e in entries)
+
+
+def mean_unit_pose(annotations) -> np.ndarray:
+    """The mean visible keypoints of the people of ``annotations``, each in units of its box
+    (0..1 from the box's top-left); (J, 2)."""
     total, seen = 0.0, 0.0
-    for entry in index_videos(root).split("train")[:count]:
-        ann = load_annotation(entry.annotation, entry.num_frames)
+    for ann in annotations:
         lo, hi = ann.boxes[..., None, :2], ann.boxes[..., None, 2:]
         unit = (ann.keypoints_2d - lo) / np.maximum(hi - lo, 1e-6)
         w = ((ann.visibility > 0) & ann.present[..., None])[..., None]

@@ -129,6 +129,13 @@ def speed(large_maps, model, clips, t: int, rounds: int) -> dict:
     return out
 
 
+def speeds(large_maps, model, clips, intervals: list[int], rounds: int) -> dict:
+    """:func:`speed` at each initializer interval, printed."""
+    out = {k: speed(large_maps, model, clips, k, rounds) for k in intervals}
+    print(f"speed by interval: {out}", flush=True)
+    return out
+
+
 def main(argv=None) -> dict:
     args = parse(argv)
     configure_threads(args.threads)
@@ -145,9 +152,7 @@ def main(argv=None) -> dict:
 
     if args.speed_only:
         model = DKDModel(NUM_JOINTS, args.width, kernel=args.kernel, carry=args.carry)
-        rows = {k: speed(large_maps, model, test, k, args.speed_rounds)
-                for k in args.speed_intervals or [t]}  # fmt: skip
-        print(f"speed by interval: {rows}", flush=True)
+        rows = speeds(large_maps, model, test, args.speed_intervals or [t], args.speed_rounds)
         settings = {k: str(v) for k, v in vars(args).items()}
         (args.out / "speed.json").write_text(json.dumps({"args": settings, "speed": rows}))
         return rows
@@ -194,8 +199,8 @@ def main(argv=None) -> dict:
             with torch.no_grad():
                 prev, feats = large_maps(crop), model.encoder(crop)
             step_gf = gflops(lambda x, m=model, p=prev, f=feats: m.step(x, p, f), crop)
-            by_interval = [(large_gf + gflops(model.encoder, crop) + (k - 1) * step_gf) / k
-                           for k in range(1, t + 1)]  # fmt: skip
+            start_gf = large_gf + gflops(model.encoder, crop)  # an initializer frame
+            by_interval = [(start_gf + (k - 1) * step_gf) / k for k in range(1, t + 1)]
             per_frame = by_interval[-1]
             rows.append({"method": name, "seed": seed, "adv_weight": adv,
                          **score(maps, codec, test), "gflops": per_frame,
@@ -207,9 +212,7 @@ def main(argv=None) -> dict:
             print(f"{name}: {rows[-1]}", flush=True)
             if adv == 0:
                 last = model
-    speed_rows = {k: speed(large_maps, last, test, k, args.speed_rounds)
-                  for k in args.speed_intervals or [t]}  # fmt: skip
-    print(f"speed by interval: {speed_rows}", flush=True)
+    speed_rows = speeds(large_maps, last, test, args.speed_intervals or [t], args.speed_rounds)
     summary = {"args": {k: str(v) for k, v in vars(args).items()}, "clip_frames": t,
                "train_clips": len(train), "test_clips": len(test), "rows": rows,
                "speed": speed_rows}  # fmt: skip

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -36,6 +37,9 @@ from css_pose.data.video import open_video
 from css_pose.metrics import pck_tight
 from css_pose.models.pose_model import load_pose_model
 from css_pose.video_pose import DKDFrames, Ready, SingleFrames
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from crowd import mean_unit_pose  # noqa: E402
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -100,13 +104,7 @@ def score(preds: list[np.ndarray], videos) -> dict:
 
 def floor(videos) -> list[np.ndarray]:
     """The mean visible pose of these videos' people in box units, placed in every box."""
-    total, count = 0.0, 0.0
-    for ann, *_ in videos:
-        lo, hi = ann.boxes[..., None, :2], ann.boxes[..., None, 2:]
-        w = ((ann.visibility > 0) & ann.present[..., None])[..., None]
-        total = total + ((ann.keypoints_2d - lo) / np.maximum(hi - lo, 1e-6) * w).sum((0, 1))
-        count = count + w.sum((0, 1))
-    unit = total / np.maximum(count, 1)
+    unit = mean_unit_pose(ann for ann, *_ in videos)
     return [ann.boxes[..., None, :2] + unit * (ann.boxes[..., None, 2:] - ann.boxes[..., None, :2])
             for ann, *_ in videos]  # fmt: skip
 

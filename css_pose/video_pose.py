@@ -189,6 +189,9 @@ class DKDFrames:
         for r in ready:  # in frame order: the states run from one frame to the next
             rows, pad = frame_boxes(self.boxes, r.index, r.image.shape[1], r.image.shape[0],
                                     self.box_pad)  # fmt: skip
+            if not len(rows):
+                self.followed = []
+                continue
             # Only people of the frame just before continue: a frame that did not decode, or
             # one without the person, starts them again.
             live = [f for f in self.followed if f.frame == r.index - 1]
@@ -206,9 +209,6 @@ class DKDFrames:
                         self.cuts += 1
                 else:
                     streams.append(self._stream())
-            if not len(rows):
-                self.followed = []
-                continue
             before = sum(s.initialised for s in streams)
             heatmaps = step_streams(streams, torch.stack(crops))  # every person in one batch
             self.initialised += sum(s.initialised for s in streams) - before
