@@ -5,14 +5,18 @@
 
 1. Data: a synthetic set with occluder bars crossing the people and motion blur (the generator's
    ``occluders`` and ``motion_blur`` options), generated once into OUT/data (``--videos`` videos,
-   70/15/15 split by video), unless ``--data`` names one.
+   70/15/15 split by video), unless ``--data`` names one. ``--fps`` and ``--families`` make
+   faster motion: ``--fps 10 --families fast`` draws only the fast-limbed actions, 3x as far per
+   frame (docs/benchmarks.md, issue 16).
 2. Every variant trains the same heatmap head (stride 4, spatial fusion) on the same encoder,
    labels (``--label-fraction`` of the training videos, drawn with the seed), steps and flip
    augmentation, and is scored with the flip test on the test videos. Only the centre frame's
    labels are used (``temporal.neighbour_labels=false``), so the clip models see no more labels
    than the single-frame head. Variants: single frame; flow at the input (the centre crop with
    its flows to t - step and t + step as extra channels); plain average of the flow-aligned
-   heatmaps; parametric pooling; parametric pooling without warping (the flow's share).
+   heatmaps; parametric pooling; parametric pooling without warping (the flow's share); with
+   ``--oracle`` also parametric pooling warped by the true skeleton motion instead of DIS
+   (``temporal.flow_preset=skeleton``: what a perfect flow would give; synthetic data only).
 3. Scores: PCK@0.1 over all joints and per joint group (wrists, elbows, knees, ankles), the
    paired differences of the issue's comparisons with 95 % t intervals over seeds, the no-image
    floor (mean pose of the labeled frames) and frames/s of the whole pipeline (flow included)
@@ -38,15 +42,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from heads_2d import mean_pose_scores, paired  # noqa: E402
 
 GROUPS = ("wrists", "elbows", "knees", "ankles")
+# the actions whose limbs move fastest (docs/benchmarks.md, issue 16: the fast-motion set)
+FAST_FAMILIES = ("run", "wave", "kick", "arm_circles", "punch", "jumping_jacks", "jump")
 SINGLE = "single frame"
 PARAMETRIC = "parametric pooling"
+# a diagnostic, not a method: warping by the true skeleton motion of the synthetic clips
+ORACLE = "parametric pooling, true skeleton motion"
 
 
-def variants(frames: int, step: int, pool: Sequence[str] = ()) -> list[tuple[str, list[str]]]:
+def variants(
+    frames: int, step: int, pool: Sequence[str] = (), oracle: bool = False
+) -> list[tuple[str, list[str]]]:
     """(name, train_head.py overrides) of every compared model; ``pool``: more overrides of
-    the parametric-pooling models."""
+    the parametric-pooling models; ``oracle``: also parametric pooling warped by the true motion
+    of the skeleton instead of DIS (``temporal.flow_preset=skeleton``, synthetic data only)."""
     clip = [f"temporal.frames={frames}", f"temporal.step={step}", "temporal.neighbour_labels=false"]
-    return [
+    chosen = [
         (SINGLE, ["temporal.frames=0"]),
         (
             "flow at the input",
@@ -65,6 +76,10 @@ def variants(frames: int, step: int, pool: Sequence[str] = ()) -> list[tuple[str
             [*clip, "temporal.pooling=parametric", *pool, "temporal.warp=false"],
         ),  # fmt: skip
     ]
+    if oracle:
+        skeleton = [*clip, "temporal.pooling=parametric", *pool, "temporal.flow_preset=skeleton"]
+        chosen.append((ORACLE, skeleton))
+    return chosen
 
 
 COMPARISONS = (  # (a, b, label): paired PCK@0.1 differences a - b
@@ -72,25 +87,36 @@ COMPARISONS = (  # (a, b, label): paired PCK@0.1 differences a - b
     (PARAMETRIC, "average of aligned heatmaps", "parametric pooling - plain average"),
     (PARAMETRIC, "parametric pooling, no warping", "parametric pooling - without warping"),
     (PARAMETRIC, "flow at the input", "parametric pooling - flow at the input"),
+    (ORACLE, SINGLE, "true-motion pooling - single frame"),
+    (ORACLE, "parametric pooling, no warping", "true-motion pooling - without warping"),
+    (ORACLE, PARAMETRIC, "true-motion pooling - DIS pooling"),
 )
 
 
-def make_data(root: Path, videos: int, quick: bool) -> Path:
-    """Generate the occluded, motion-blurred set into ``root`` (resumes; same seed, same set)."""
+def make_data(
+    root: Path, videos: int, quick: bool, fps: float = 30.0, families: Sequence[str] | None = None
+) -> Path:
+    """Generate the occluded, motion-blurred set into ``root`` (resumes; same seed, same set).
+    fps and families: the generator's (a lower fps moves the people further per frame and
+    lengthens the blur; ``families`` limits the actions, e.g. to the fast-limbed ones)."""
     from css_pose.data.synthetic import generate_dataset
 
     if quick:
         generate_dataset(root, videos=8, frames=12, size=64, seed=11, occluders=True,
                          motion_blur=True, workers=1, val_fraction=0.25, test_fraction=0.25,
-                         progress=False)  # fmt: skip
+                         progress=False, fps=fps, families=families)  # fmt: skip
     else:
         generate_dataset(root, videos=videos, frames=24, size=96, seed=1000, occluders=True,
-                         motion_blur=True)  # fmt: skip
+                         motion_blur=True, fps=fps, families=families)  # fmt: skip
     return root
 
 
 # Keys added after runs were stored, with the value that reproduces what those runs did.
-LEGACY_DEFAULTS = {("temporal", "centre_weight"): 1.0, ("temporal", "pool_lr_scale"): 1.0}
+LEGACY_DEFAULTS = {
+    ("temporal", "centre_weight"): 1.0,
+    ("temporal", "pool_lr_scale"): 1.0,
+    ("temporal", "warp_scale"): 1,
+}
 
 
 def _same_config(stored: dict, wanted: dict, path: tuple = ()) -> bool:
@@ -221,6 +247,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="tiny data and schedule (~1 min)")
     parser.add_argument("--data", type=Path, default=None, help="an existing set to use")
     parser.add_argument("--videos", type=int, default=600)
+    parser.add_argument("--fps", type=float, default=30.0, help="of the generated set")
+    parser.add_argument("--families", nargs="+", default=None,
+                        help="motion families of the generated set (default all; 'fast': "
+                        f"{' '.join(FAST_FAMILIES)})")  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--label-fraction", type=float, default=1.0)
     parser.add_argument("--steps", type=int, default=1000)
@@ -239,6 +269,12 @@ def main(argv: list[str] | None = None) -> dict:
         help="temporal.pool_lr_scale of the parametric pooling",
     )
     parser.add_argument(
+        "--warp-scale",
+        type=int,
+        default=None,
+        help="temporal.warp_scale of the parametric pooling (warp on a finer grid)",
+    )
+    parser.add_argument(
         "--crop-box",
         choices=("frame", "centre"),
         default="frame",
@@ -249,6 +285,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--variants", nargs="+", default=None, help="train only these (names as in the table)"
     )
+    parser.add_argument("--oracle", action="store_true",
+                        help=f"also train {ORACLE!r}: the flow's upper bound")  # fmt: skip
     parser.add_argument("--encoder", choices=("frozen", "finetune"), default="finetune")
     parser.add_argument("--encoder-lr-scale", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds")
@@ -260,7 +298,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     configure_threads(None, 0)
     out = args.out or Path("runs/bench-temporal-quick" if args.quick else "runs/bench-temporal")
-    root = args.data or make_data(out / "data", args.videos, args.quick)
+    families = FAST_FAMILIES if args.families == ["fast"] else args.families
+    root = args.data or make_data(out / "data", args.videos, args.quick, args.fps, families)
     steps, seeds = (3, args.seeds[:1]) if args.quick else (args.steps, args.seeds)
     common = [
         f"ckpt={args.ckpt or 'none'}",
@@ -283,10 +322,11 @@ def main(argv: list[str] | None = None) -> dict:
         for key, value in (
             ("centre_weight", args.centre_weight),
             ("pool_lr_scale", args.pool_lr_scale),
+            ("warp_scale", args.warp_scale),
         )
         if value is not None
     ]
-    chosen = variants(args.frames, args.step, pool)
+    chosen = variants(args.frames, args.step, pool, args.oracle)
     unknown = set(args.variants or ()) - {name for name, _ in chosen}
     if unknown or (args.variants and SINGLE not in args.variants):
         parser.error(f"--variants: unknown {sorted(unknown)} or no {SINGLE!r}; choose from "
@@ -306,8 +346,11 @@ def main(argv: list[str] | None = None) -> dict:
     if PARAMETRIC in results:
         timing = time_pipelines(out / f"single_frame-seed{seeds[0]}", out / f"{tag}-seed{seeds[0]}",
                                 2 if args.quick else args.rounds)  # fmt: skip
+    manifest = json.loads((Path(root) / "manifest.json").read_text())
+    families = manifest["options"].get("families") or "all"
     header = (
-        f"Data: `{root}` (occluders and motion blur); encoder `{args.ckpt or 'random init'}` "
+        f"Data: `{root}` (occluders and motion blur, {manifest['fps']:g} fps, motion families "
+        f"{families if families == 'all' else ' '.join(families)}); encoder `{args.ckpt or 'random init'}` "
         f"({args.encoder}, lr x {args.encoder_lr_scale}); {first['n_labeled']} labeled of "
         f"{first['n_train_frames']} training frames ({len(first['labeled_videos'])} videos); "
         f"test: {first['n_test_frames']} frames; {first['steps']} steps; clips of "

@@ -132,6 +132,40 @@ def clip_flows(
     return flows
 
 
+# Not a flow method: the true motion of the skeleton, for synthetic data (a diagnostic bound).
+SKELETON = "skeleton"
+
+
+def skeleton_flow(
+    centre: np.ndarray, other: np.ndarray, size: int, sigma: float = 1.0
+) -> np.ndarray:
+    """(size, size, 2) float32 px: an oracle flow from the true joints, for synthetic clips only.
+
+    Every pixel moves with the bones near it: a bone's displacement at a point is interpolated
+    between its two joints' displacements (other - centre), and the bones are blended with
+    weights exp(-(d^2 - d_min^2) / (2 sigma^2)) of the pixel's distance d (px) to each bone
+    segment. At a joint with no other bone within a few sigma, the flow is that joint's exact
+    displacement, so its heatmap peak warps onto its true place. centre, other: (J, 2) px of the same joints in the two crops (the skeleton of
+    :mod:`css_pose.skeleton`). It needs every joint's true position in every frame, which real
+    video does not have: it measures what perfect alignment would give, not a way to predict.
+    """
+    from css_pose.skeleton import BONES
+
+    if not (np.isfinite(centre).all() and np.isfinite(other).all()):
+        raise ValueError("skeleton flow needs every joint's true position in every clip frame")
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    grid = np.stack([xs, ys], -1)[..., None, :]  # (S, S, 1, 2)
+    a, b = centre[[p for p, _ in BONES]], centre[[c for _, c in BONES]]  # (E, 2)
+    da, db = (other - centre)[[p for p, _ in BONES]], (other - centre)[[c for _, c in BONES]]
+    ab = b - a
+    u = ((grid - a) * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-6)  # (S, S, E)
+    u = np.clip(u, 0.0, 1.0)[..., None]
+    dist2 = ((grid - (a + u * ab)) ** 2).sum(-1)
+    w = np.exp(-(dist2 - dist2.min(-1, keepdims=True)) / (2 * sigma**2))[..., None]
+    disp = (1 - u) * da + u * db  # (S, S, E, 2)
+    return ((w * disp).sum(-2) / w.sum(-2)).astype(np.float32)
+
+
 def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """A flow resampled to another grid of the same image, in that grid's pixels.
 

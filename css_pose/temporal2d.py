@@ -37,7 +37,7 @@ from css_pose.artifacts.runs import run_folder
 from css_pose.config import ConfigError
 from css_pose.data.clips import Clips, load_clips
 from css_pose.flip import mirror_batch, mirror_flows
-from css_pose.flow import DIS_PRESETS
+from css_pose.flow import DIS_PRESETS, SKELETON
 from css_pose.heads2d import HeadRun, format_result, score_2d
 from css_pose.methods.loggers import build_loggers, finish_loggers
 from css_pose.models.pose_model import build_head, save_pose_model
@@ -52,7 +52,7 @@ from css_pose.viz import save_png
 
 TEMPORAL_CHOICES = {
     "pooling": ("parametric", "average", "none"),
-    "flow_preset": tuple(DIS_PRESETS),
+    "flow_preset": (*DIS_PRESETS, SKELETON),
 }
 TEMPORAL_FLAGS = ("warp", "input_flow", "neighbour_labels")
 # The strip picture (images/temporal_strip.png): test clips shown.
@@ -84,6 +84,8 @@ def check_temporal_config(cfg: DictConfig) -> None:
             raise ConfigError(f"temporal.{key}={t[key]} is not one of true|false")
     if not isinstance(t.centre_weight, (int, float)) or not 0.0 <= t.centre_weight <= 1.0:
         raise ConfigError(f"temporal.centre_weight={t.centre_weight} must be a number in [0, 1]")
+    if not _is_int(t.get("warp_scale", 1)) or t.get("warp_scale", 1) < 1:
+        raise ConfigError(f"temporal.warp_scale={t.warp_scale} must be an integer >= 1")
     if not isinstance(t.pool_lr_scale, (int, float)) or t.pool_lr_scale <= 0:
         raise ConfigError(f"temporal.pool_lr_scale={t.pool_lr_scale} must be a number > 0")
     if t.frames == 0:

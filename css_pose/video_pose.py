@@ -23,6 +23,7 @@ from einops import rearrange
 from css_pose.codecs.heatmap import HeatmapCodec
 from css_pose.crowd import box_iou
 from css_pose.data.transforms import crop_matrix, transform_points, warp_crop, whole_frame_box
+from css_pose.flow import DIS_PRESETS
 from css_pose.models.dkd import DKDStream, build_dkd, step_streams
 from css_pose.models.pose_model import predict
 from css_pose.models.temporal_pose import clip_frame_indices, crop_clip_flows, predict_clip
@@ -376,6 +377,9 @@ def frame_stream(model, codec, payload: dict, boxes, device, flip_test: bool):
     if payload.get("dkd"):
         return DKDFrames(model, codec, payload, *crop[:4])
     if temporal:
+        if temporal["flow_preset"] not in DIS_PRESETS:
+            raise ValueError(f"predict needs a model trained with a DIS flow_preset {DIS_PRESETS}, "
+                             f"not {temporal['flow_preset']} (true motion of labelled clips)")  # fmt: skip
         return ClipStream(model, codec, *crop, temporal["step"], temporal["flow_preset"])
     return SingleFrames(model, codec, *crop)
 

@@ -255,3 +255,46 @@ def test_warping_stride4_heatmaps_with_input_flow_matches_full_resolution():
     assert mask.float().mean() > 0.7
     difference = (small - reference).abs()[mask.expand_as(small)]
     assert difference.max() < 0.03, difference.max()
+
+
+def _spread_skeleton() -> np.ndarray:
+    """(17, 2) px: a star-jump pose in a 64 px crop whose bones are well apart."""
+    return np.array(
+        [[32, 34], [26, 36], [20, 46], [16, 56], [38, 36], [44, 46], [48, 56], [32, 26],
+         [32, 18], [32, 14], [32, 8], [24, 18], [14, 14], [6, 8], [40, 18], [50, 14],
+         [58, 8]], np.float32,
+    )  # fmt: skip
+
+
+def test_skeleton_flow_moves_each_joint_by_its_own_motion():
+    from css_pose.flow import skeleton_flow
+
+    centre = _spread_skeleton()
+    shift = skeleton_flow(centre, centre + [2.5, -1.0], SIZE)
+    np.testing.assert_allclose(shift, np.broadcast_to([2.5, -1.0], shift.shape), atol=1e-5)
+    rng = np.random.default_rng(3)
+    other = centre + rng.normal(0, 2, centre.shape).astype(np.float32)
+    flow = skeleton_flow(centre, other, SIZE)
+    x, y = centre.astype(int).T  # the joints lie on pixel centres
+    np.testing.assert_allclose(flow[y, x], other - centre, atol=1e-3)
+    # Half way along the right forearm (elbow 15 -> wrist 16): the mean of the two motions.
+    mid = ((centre[15] + centre[16]) / 2).astype(int)
+    np.testing.assert_allclose(
+        flow[mid[1], mid[0]], ((other - centre)[15] + (other - centre)[16]) / 2, atol=1e-3
+    )
+    with pytest.raises(ValueError, match="true position"):
+        skeleton_flow(centre, np.full_like(centre, np.nan), SIZE)
+
+
+def test_skeleton_preset_needs_keypoints_and_aligns_clip_crops():
+    from css_pose.models.temporal_pose import crop_clip_flows
+
+    centre = _spread_skeleton()
+    keypoints = np.stack([centre - [1.0, 0.0], centre, centre + [0.0, 2.0]])
+    crops = np.zeros((3, SIZE, SIZE, 3), np.uint8)
+    flows = crop_clip_flows(crops, np.arange(3), 1, "skeleton", keypoints)
+    assert flows.shape == (3, SIZE, SIZE, 2)
+    np.testing.assert_allclose(flows[0], np.broadcast_to([-1.0, 0.0], flows[0].shape), atol=1e-5)
+    assert not flows[1].any()
+    with pytest.raises(ValueError, match="DIS preset"):
+        crop_clip_flows(crops, np.arange(3), 1, "skeleton")

@@ -224,6 +224,23 @@ def test_rerun_renders_only_missing_videos(tmp_path):
     assert not list((tmp_path / "videos").glob(".*tmp"))
 
 
+def test_families_limit_the_actions_and_keep_older_sets_valid(tmp_path):
+    from css_pose.data.synthetic.generate import VideoSpec
+
+    generate_dataset(tmp_path, videos=6, frames=8, size=64, seed=3, workers=1, progress=False,
+                     families=["wave", "punch"])  # fmt: skip
+    manifest = _manifest(tmp_path)
+    assert manifest["options"]["families"] == ["wave", "punch"]
+    used = {f for v in manifest["videos"] for f in v["motions"]}
+    assert used and used <= {"wave", "punch"}
+    # A spec without families writes the JSON of the sets made before the option existed, so
+    # those sets are reused, not rendered again.
+    spec = VideoSpec("v", "train", 1, 2, 8, 64, 30.0, 1, False, False, False, None)
+    assert "families" not in json.loads(spec.to_json())
+    with pytest.raises(ValueError, match="wavy"):
+        generate_dataset(tmp_path / "bad", videos=2, families=["wavy"], progress=False)
+
+
 def test_multi_person_layout_has_person_axis_and_track_ids():
     video = render_video(frames=10, size=64, people=3, appearance_seed=4, motion_seed=4,
                          occluders=True, motion_blur=True, pan=True)  # fmt: skip

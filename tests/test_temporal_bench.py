@@ -78,3 +78,55 @@ def test_hidden_joint_scores_and_flow_check_on_known_values():
     check = occ.flow_check(clips)
     assert check["pairs"] == n * 2 * 17
     assert check["no_motion_epe"] == 1.0 and check["flow_epe"] == 0.0
+
+
+def test_oracle_fusion_on_known_motion():
+    oracle = _module("temporal_oracle")
+    n, t, j, s = 2, 3, 17, 16
+    gt = torch.rand(n, 1, j, 2) * 8 + 4 + torch.tensor([-2.0, 0.0, 3.0])[None, :, None, None]
+    noise = torch.tensor([0.6, 0.0, -0.6])[None, :, None, None]
+    pred = gt + noise  # each frame's prediction is off by its own error; the errors cancel
+    scores = torch.ones(n, t, j)
+    motion = gt - gt[:, 1:2]  # (n, t, j, 2): where each centre joint is in frame k
+    flows = torch.zeros(n, t, 2, s, s)
+    centre = gt[:, 1].round().long()
+    for i in range(n):
+        for k in range(t):
+            flows[i, k, :, centre[i, :, 1], centre[i, :, 0]] = motion[i, k].T  # exact flow
+    exact = gt[:, 1]
+    for align in ("oracle", "DIS"):
+        fused = oracle.fuse(pred, scores, flows, gt, align, weighted=False)
+        torch.testing.assert_close(fused, exact)
+    unaligned = oracle.fuse(pred, scores, flows, gt, "none", weighted=False)
+    torch.testing.assert_close(unaligned, exact + torch.tensor(1.0 / 3))  # the mean motion
+    # weights: a frame with score 0 drops out of the weighted mean
+    scores[:, 2] = 0.0
+    weighted = oracle.fuse(pred, scores, flows, gt, "oracle", weighted=True)
+    torch.testing.assert_close(weighted, exact + 0.3, atol=1e-4, rtol=0)
+
+
+def test_flow_limbs_rows_on_a_tiny_set(tmp_path):
+    import json
+
+    import numpy as np
+
+    limbs = _module("flow_limbs")
+    out = tmp_path / "limbs"
+    results = limbs.main(["--sizes", "64", "--offsets", "1", "--videos", "3", "--presets",
+                          "ultrafast", "--out", str(out)])  # fmt: skip
+    rows = results["64/1"]
+    assert set(rows) == {"ultrafast", "no motion", "box shift"}
+    # "no motion" recomputed by hand: the visible joints' displacement, in crop px
+    root = out / "set64"
+    errors = []
+    for entry in json.loads((root / "manifest.json").read_text())["videos"]:
+        with np.load(root / entry["annotation"]) as ann:
+            kp, vis, box = ann["keypoints_2d"], ann["visibility"] > 0, ann["bboxes"]
+        for t in range(len(kp) - 1):
+            side = max(box[t, 2] - box[t, 0], box[t, 3] - box[t, 1])
+            d = np.linalg.norm(kp[t + 1] - kp[t], axis=1) * 25 / side
+            errors.append(d[vis[t] & vis[t + 1]])
+    assert math.isclose(
+        rows["no motion"]["all"], float(np.concatenate(errors).mean()), rel_tol=1e-6
+    )
+    assert all(r["pairs"] == rows["no motion"]["pairs"] > 0 for r in rows.values())

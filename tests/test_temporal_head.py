@@ -283,6 +283,7 @@ def test_flows_are_cached_beside_the_crop_store(root, tmp_path):
         ("temporal.warp=maybe", "temporal.warp=maybe is not one of true|false"),
         ("temporal.centre_weight=1.5", "temporal.centre_weight=1.5 must be a number in [0, 1]"),
         ("temporal.pool_lr_scale=0", "temporal.pool_lr_scale=0 must be a number > 0"),
+        ("temporal.warp_scale=0", "temporal.warp_scale=0 must be an integer >= 1"),
         ("head=composite", "needs head=heatmap"),
         ("temporal.input_flow=true", "temporal.input_flow=true stacks"),
         ("augment.scale=0.1", "augment.* must be 0"),

@@ -241,3 +241,14 @@ def test_meta_records_the_temporal_settings_and_outputs_match_single_frame(
     assert probe_video(out / "overlay.mp4").num_frames == n
     assert len(json.loads((out / "pose3d.json").read_text())["frames"]) == n
     assert set(meta["outputs"]) == {"keypoints", "overlay", "pose3d", "pose3d_video"}
+
+
+def test_predict_refuses_a_model_trained_on_the_true_skeleton_motion():
+    from css_pose.video_pose import frame_stream
+
+    payload = {
+        "crop": {"box_pad": 1.25, "size": 32},
+        "temporal": {"step": 1, "flow_preset": "skeleton"},
+    }
+    with pytest.raises(ValueError, match="DIS flow_preset"):
+        frame_stream(None, None, payload, None, "cpu", False)

@@ -139,7 +139,8 @@ def load_clips(dataset, rows, frames: int, step: int, preset: str, desc: str = "
         crops = sample["frames"].mul(255.0).round_().byte()  # exact: the crops are uint8 / 255
         if cached is None:
             start = time.perf_counter()
-            flows = crop_clip_flows(crops.permute(0, 2, 3, 1).numpy(), idx, frames, preset)
+            kp = sample["keypoints_2d"].numpy()
+            flows = crop_clip_flows(crops.permute(0, 2, 3, 1).numpy(), idx, frames, preset, kp)
             seconds += time.perf_counter() - start
             parts["flows"].append(torch.from_numpy(flows).permute(0, 3, 1, 2).half())
         parts["frames"].append(crops)

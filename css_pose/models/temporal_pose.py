@@ -10,9 +10,10 @@ import numpy as np
 import torch
 from einops import rearrange
 from torch import nn
+from torch.nn import functional as F
 
 from css_pose.flip import mirror_flows, unflip_outputs
-from css_pose.flow import clip_flows, resize_flow, warp
+from css_pose.flow import SKELETON, clip_flows, resize_flow, skeleton_flow, warp
 from css_pose.models.heads import ParametricPooling, average_pooling
 from css_pose.models.heads.cost import gflops, num_params
 
@@ -30,11 +31,25 @@ def clip_frame_indices(t: int, start: int, stop: int, frames: int, step: int) ->
 
 
 def crop_clip_flows(
-    crops: np.ndarray, frame_idx: np.ndarray, centre: int, preset: str
+    crops: np.ndarray,
+    frame_idx: np.ndarray,
+    centre: int,
+    preset: str,
+    keypoints: np.ndarray | None = None,
 ) -> np.ndarray:
     """(T, S, S, 2) float32 px: the flow aligning each crop onto ``crops[centre]``, once per
     distinct frame (a repeated edge frame is not recomputed; the centre's own frame gets exact
-    zeros). crops (T, S, S, 3) uint8, frame_idx (T,) video frames."""
+    zeros). crops (T, S, S, 3) uint8, frame_idx (T,) video frames. preset: a DIS preset, or
+    ``"skeleton"``: the true skeleton's motion (:func:`css_pose.flow.skeleton_flow`), from
+    keypoints (T, J, 2) crop px, a diagnostic for synthetic data."""
+    if preset == SKELETON:
+        if keypoints is None:
+            raise ValueError(
+                "temporal.flow_preset=skeleton is the true motion of labelled synthetic clips; "
+                "it cannot run on video without labels: use a DIS preset (ultrafast, fast, medium)"
+            )
+        size = crops.shape[1]
+        return np.stack([skeleton_flow(keypoints[centre], kp, size) for kp in keypoints])
     _, first, inverse = np.unique(frame_idx, return_index=True, return_inverse=True)
     c = int(inverse[centre])
     flows = clip_flows(crops[first], range(-c, len(first) - c), preset, centre=c)
@@ -63,6 +78,10 @@ class TemporalPoseModel(nn.Module):
         centre_weight: parametric pooling's initial weight of the centre frame; the other
             2n frames share the rest equally (1.0: the centre frame's heatmaps; 1 / T: the
             plain average, unmasked).
+        warp_scale: warp the neighbours' heatmaps on a grid this many times finer (bilinear
+            upsampling, the flow resized to it, then the mean of each s x s block), so a joint
+            moves by the flow near it rather than by the flow at its cell's centre. 1: on the
+            heatmap grid.
 
     ``forward(clip (B, T, 3, S, S) in [0, 1], flows (B, T, 2, S, S) px)`` returns ``heatmaps``
     (B, J, h, w), the pooled last stage; ``stages``, every pooled stage; ``frame_stages``, every
@@ -78,6 +97,7 @@ class TemporalPoseModel(nn.Module):
         warp: bool = True,
         input_flow: bool = False,
         centre_weight: float = 1.0,
+        warp_scale: int = 1,
     ):
         super().__init__()
         if frames < 1:
@@ -87,6 +107,7 @@ class TemporalPoseModel(nn.Module):
         self.encoder, self.head = encoder, head
         self.num_frames, self.centre = 2 * frames + 1, frames
         self.pooling, self.warp, self.input_flow = pooling, warp, input_flow
+        self.warp_scale = warp_scale
         num_stages = 1 if head.fusion is None else 2
         # Everything the per-frame network does not have, saved beside it in head.pt.
         self.temporal = nn.ModuleDict()
@@ -115,6 +136,7 @@ class TemporalPoseModel(nn.Module):
             temporal["warp"],
             temporal["input_flow"],
             temporal.get("centre_weight", 1.0),  # head.pt files before this key: 1.0
+            temporal.get("warp_scale", 1),
         )
 
     def encoder_input(self, clip: torch.Tensor, flows: torch.Tensor) -> torch.Tensor:
@@ -160,7 +182,12 @@ class TemporalPoseModel(nn.Module):
         side = rearrange(maps[:, others], "b t j h w -> (b t) j h w")
         if self.warp:
             flow = rearrange(flows[:, others], "b t d h w -> (b t) d h w").float()
+            s = self.warp_scale
+            if s > 1:
+                side = F.interpolate(side, scale_factor=s, mode="bilinear", align_corners=False)
             side, ok = warp(side, resize_flow(flow, side.shape[-2:]))
+            if s > 1:  # back to the heatmap grid; a cell is valid where most of it is
+                side, ok = F.avg_pool2d(side, s), F.avg_pool2d(ok.float(), s) >= 0.5
         else:
             ok = torch.ones_like(side[:, :1], dtype=torch.bool)
         side = rearrange(side, "(b t) j h w -> b t j h w", b=b)

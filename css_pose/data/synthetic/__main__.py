@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pan", action="store_true", help="slow camera pan")
     parser.add_argument("--motion", default=None,
                         help=".npz with keypoints_3d (T, 17, 3) in mm, y up, rendered as person 0")  # fmt: skip
+    parser.add_argument("--families", nargs="+", default=None,
+                        help="draw the people's actions from these motion families only "
+                        "(default all; e.g. wave arm_circles punch run kick jump jumping_jacks)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -42,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
             motion_blur=args.motion_blur,
             pan=args.pan,
             motion=args.motion,
+            families=args.families,
             workers=args.workers,
         )
     except ValueError as e:

@@ -15,6 +15,7 @@ import json
 import multiprocessing as mp
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from tqdm import tqdm
 
 from css_pose.artifacts.atomic import write_json
 from css_pose.data.synthetic.io import load_motion_file
+from css_pose.data.synthetic.motions import check_families
 from css_pose.data.synthetic.video import render_video
 
 FORMAT = "css_pose.synthetic/1"
@@ -45,9 +47,15 @@ class VideoSpec:
     motion_blur: bool
     pan: bool
     motion_sha1: str | None
+    families: tuple[str, ...] | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"format": FORMAT, **asdict(self)}, sort_keys=True)
+        fields = asdict(self)
+        if fields["families"] is None:  # the specs written before the key existed stay valid
+            del fields["families"]
+        else:
+            fields["families"] = list(fields["families"])
+        return json.dumps({"format": FORMAT, **fields}, sort_keys=True)
 
 
 def video_seeds(seed: int, index: int) -> tuple[int, int]:
@@ -119,6 +127,7 @@ def _make_video(job: tuple[Path, VideoSpec, np.ndarray | None, str | None]) -> d
             motion_blur=spec.motion_blur,
             pan=spec.pan,
             motion=motion,
+            families=spec.families,
         )
     except ValueError as err:  # say which video (and which motion file) could not be made
         clip = f", motion file {motion_path}" if motion_path else ""
@@ -149,6 +158,7 @@ def generate_dataset(
     motion_blur: bool = False,
     pan: bool = False,
     motion: str | Path | None = None,
+    families: Sequence[str] | None = None,
     workers: int | None = None,
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
@@ -161,6 +171,9 @@ def generate_dataset(
         derived from (seed, i). people: people per video. occluders, motion_blur, pan: see
         ``render_video``. motion: an .npz with ``keypoints_3d`` (T, 17, 3) world mm rendered for
         person 0 of every video (each video with its own look and camera).
+    families: draw the generated people's actions from these motion families only (names of
+        ``motions.FAMILIES``; default all). The arm families ("wave", "arm_circles", "punch")
+        with "run", "kick", "jump" and "jumping_jacks" move the limbs fastest.
     workers: processes (default: the available cores; 1 renders in this process).
     Splits are by video (70/15/15 by default); every video has its own appearance and motion
     seeds, so splits never share either.
@@ -174,8 +187,11 @@ def generate_dataset(
         motion_sha1 = hashlib.sha1(motion_array.tobytes()).hexdigest()
         frames = len(motion_array) if frames is None else min(frames, len(motion_array))
     frames = 120 if frames is None else frames
+    if families is not None:
+        check_families(families)
+        families = tuple(families)
 
-    options = (float(fps), people, occluders, motion_blur, pan, motion_sha1)
+    options = (float(fps), people, occluders, motion_blur, pan, motion_sha1, families)
     specs = _video_specs(videos, seed, frames, size, val_fraction, test_fraction, options)
     entries = {s.name: _existing(directory, s) for s in specs}
     motion_path = None if motion is None else str(motion)
@@ -194,6 +210,7 @@ def generate_dataset(
             "motion_blur": motion_blur,
             "pan": pan,
             "motion": None if motion is None else str(motion),
+            "families": None if families is None else list(families),
         },  # fmt: skip
         "videos": [entries[s.name] for s in specs],
     }

@@ -233,6 +233,13 @@ ARM_DOFS = tuple(
 )
 
 
+def check_families(names: Sequence[str]) -> None:
+    """ValueError naming the unknown names when ``names`` is empty or not all in FAMILIES."""
+    unknown = set(names) - set(FAMILIES)
+    if unknown or not names:
+        raise ValueError(f"unknown motion families {sorted(unknown)}; choose from {list(FAMILIES)}")
+
+
 def smooth_noise(t: np.ndarray, rng: np.random.Generator, deg: float) -> np.ndarray:
     """Slow random sway (sum of two sinusoids, 0.1-0.5 Hz) so no pose is perfectly still."""
     return sum(rng.uniform(0.3, 1.0) * deg * np.sin(_phase(t, rng, (0.1, 0.5))) for _ in range(2))
@@ -274,9 +281,7 @@ def sample_angles(
     DOF -> (N,) degrees plus "lift" -> (N,) mm.
     """
     names = list(families or FAMILIES)
-    unknown = set(names) - set(FAMILIES)
-    if unknown or not names:
-        raise ValueError(f"unknown motion families {sorted(unknown)}; choose from {list(FAMILIES)}")
+    check_families(names)
     lower = [f for f in LOWER_BODY_FAMILIES if f in names]
     arms = [f for f in ARM_FAMILIES if f in names]
     mode = rng.choice(3, p=[0.4, 0.35, 0.25])
@@ -306,15 +311,20 @@ def sample_angles(
 
 
 def sample_person_motion(
-    t: np.ndarray, duration: float, rng: np.random.Generator, shape: BodyShape, drift_mm: float
+    t: np.ndarray,
+    duration: float,
+    rng: np.random.Generator,
+    shape: BodyShape,
+    drift_mm: float,
+    families: Sequence[str] | None = None,
 ) -> tuple[str, np.ndarray]:
     """A random performance placed in the world: feet on the floor (y = 0), slow drift in x and z.
 
     t: (N,) times in seconds; duration: clip length in seconds; drift_mm: amplitude of the slow
-    wandering of the body over the floor.
+    wandering of the body over the floor. families: as in ``sample_angles``.
     Returns (label, joints): the label of ``sample_angles`` and (N, 17, 3) float64 world mm.
     """
-    label, angles = sample_angles(t, duration, rng)
+    label, angles = sample_angles(t, duration, rng, families)
     lift = angles.pop("lift", np.zeros_like(t))
     joints = forward_kinematics(angles, shape)
     # The lower ankle stands on the floor; lift raises the body off it during flight phases.

@@ -102,6 +102,7 @@ def render_video(
     pan: bool = False,
     motion: np.ndarray | None = None,
     fill: tuple[float, float] = (0.6, 0.85),
+    families: Sequence[str] | None = None,
     draw_people: bool = True,
 ) -> SyntheticVideo:
     """Render one video of ``people`` articulated people with exact ground truth.
@@ -115,6 +116,7 @@ def render_video(
         frame time). pan: slow camera yaw. motion: (T, 17, 3) world mm (y up, x to the person's
         left, z forward) for person 0 instead of a generated performance.
     fill: range of the fraction of the frame height the people span (from the floor to the head).
+    families: the motion families the generated people's actions are drawn from (default all).
     draw_people: False renders the same scene without people or shadows (a background plate) and
         keeps the annotation of the video with people.
     Returns frames (T, size, size, 3) uint8 RGB and the annotation arrays (docs/data_format.md).
@@ -131,7 +133,7 @@ def render_video(
     times, labelled = frame_pos / fps, np.arange(frames) * per_frame + per_frame // 2
 
     world, shapes, looks, labels, floor = _people(
-        appearance_ss, motion_ss, people, motion, frame_pos, times, labelled, frames / fps
+        appearance_ss, motion_ss, people, motion, frame_pos, times, labelled, frames / fps, families
     )
     height = REFERENCE_HEIGHT_MM * max(s.scale for s in shapes)
     points = [body_points(j, s.scale) for j, s in zip(world, shapes)]
@@ -223,7 +225,9 @@ def _render_frames(scene, frames: int, per_frame: int, size: int, frame_pos: np.
     return video, visibility
 
 
-def _people(appearance_ss, motion_ss, people, motion, frame_pos, times, labelled, duration):
+def _people(
+    appearance_ss, motion_ss, people, motion, frame_pos, times, labelled, duration, families
+):
     """Each person's world joints (T x sub-frames, J, 3) mm standing in its slot, body shape,
     look and motion label, and the floor height (mm) under all of them."""
     world, shapes, looks, labels = [], [], [], []
@@ -236,7 +240,7 @@ def _people(appearance_ss, motion_ss, people, motion, frame_pos, times, labelled
         else:
             drift = (0.08 if people == 1 else 0.25) * REFERENCE_HEIGHT_MM * shape.scale
             mrng = np.random.default_rng(motion_ss[3 + k])
-            label, joints = sample_person_motion(times, duration, mrng, shape, drift)
+            label, joints = sample_person_motion(times, duration, mrng, shape, drift, families)
         # Rendering depends on the joints alone (not on how they were made), so a motion written
         # out and read back through ``motion`` renders the same video.
         shapes.append(replace(shape, scale=_body_scale(joints[labelled])))
