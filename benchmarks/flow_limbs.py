@@ -19,22 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from temporal_2d import FAST_FAMILIES  # noqa: E402
-
-WRISTS = (13, 16)  # l_wrist, r_wrist in css_pose.skeleton
-
 
 def decode_grey(path: Path) -> list[np.ndarray]:
-    import av
+    """Every frame of a video, grey uint8 (H, W), through the project's PyAV reader."""
+    from css_pose.data.video.pyav_reader import decode_frames, open_container
 
-    with av.open(str(path)) as container:
-        return [f.to_ndarray(format="gray") for f in container.decode(video=0)]
+    container, stream = open_container(str(path))
+    with container:
+        return [f.to_ndarray(format="gray") for f in decode_frames(container, stream)]
 
 
 def joint_errors(root: Path, offset: int, presets: list[str]) -> dict[str, dict[str, float]]:
@@ -42,6 +38,7 @@ def joint_errors(root: Path, offset: int, presets: list[str]) -> dict[str, dict[
     import cv2
 
     from css_pose.flow import DIS_PRESETS
+    from css_pose.skeleton import JOINT_GROUPS
 
     dis = {p: cv2.DISOpticalFlow_create(DIS_PRESETS[p]) for p in presets}
     errors: dict[str, list[np.ndarray]] = {r: [] for r in (*presets, "no motion", "box shift")}
@@ -64,7 +61,7 @@ def joint_errors(root: Path, offset: int, presets: list[str]) -> dict[str, dict[
                 guesses[p] = kp[t] + flow[xy[:, 1], xy[:, 0]]
             for row, guess in guesses.items():
                 errors[row].append(np.linalg.norm(guess - target, axis=1)[both] * scale)
-            wrist_mask.append(np.isin(np.arange(len(both)), WRISTS)[both])
+            wrist_mask.append(np.isin(np.arange(len(both)), JOINT_GROUPS["wrists"])[both])
     wrists = np.concatenate(wrist_mask)
     out = {}
     for row, parts in errors.items():
@@ -87,10 +84,10 @@ def main(argv: list[str] | None = None) -> dict:
     import cv2
 
     from css_pose.data.synthetic import generate_dataset
+    from css_pose.data.synthetic.motions import resolve_families
 
     cv2.setNumThreads(1)
-    named = {("fast",): FAST_FAMILIES, ("all",): None}
-    families = named.get(tuple(args.families), args.families)
+    families = resolve_families(args.families)
     results, lines = (
         {},
         ["| frame side | k | row | all joints | wrists |", "|---:|---:|---|---:|---:|"],

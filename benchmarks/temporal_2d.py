@@ -42,8 +42,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from heads_2d import mean_pose_scores, paired  # noqa: E402
 
 GROUPS = ("wrists", "elbows", "knees", "ankles")
-# the actions whose limbs move fastest (docs/benchmarks.md, issue 16: the fast-motion set)
-FAST_FAMILIES = ("run", "wave", "kick", "arm_circles", "punch", "jumping_jacks", "jump")
 SINGLE = "single frame"
 PARAMETRIC = "parametric pooling"
 # a diagnostic, not a method: warping by the true skeleton motion of the synthetic clips
@@ -98,7 +96,7 @@ def make_data(
 ) -> Path:
     """Generate the occluded, motion-blurred set into ``root`` (resumes; same seed, same set).
     fps and families: the generator's (a lower fps moves the people further per frame and
-    lengthens the blur; ``families`` limits the actions, e.g. to the fast-limbed ones)."""
+    lengthens the blur; ``families`` limits the actions, e.g. ["fast"] to the fast-limbed ones)."""
     from css_pose.data.synthetic import generate_dataset
 
     if quick:
@@ -249,8 +247,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--videos", type=int, default=600)
     parser.add_argument("--fps", type=float, default=30.0, help="of the generated set")
     parser.add_argument("--families", nargs="+", default=None,
-                        help="motion families of the generated set (default all; 'fast': "
-                        f"{' '.join(FAST_FAMILIES)})")  # fmt: skip
+                        help="motion families of the generated set (default all; 'fast': the "
+                        "fast-limbed ones, css_pose.data.synthetic.motions.FAST_FAMILIES)")  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--label-fraction", type=float, default=1.0)
     parser.add_argument("--steps", type=int, default=1000)
@@ -298,8 +296,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     configure_threads(None, 0)
     out = args.out or Path("runs/bench-temporal-quick" if args.quick else "runs/bench-temporal")
-    families = FAST_FAMILIES if args.families == ["fast"] else args.families
-    root = args.data or make_data(out / "data", args.videos, args.quick, args.fps, families)
+    root = args.data or make_data(out / "data", args.videos, args.quick, args.fps, args.families)
     steps, seeds = (3, args.seeds[:1]) if args.quick else (args.steps, args.seeds)
     common = [
         f"ckpt={args.ckpt or 'none'}",
@@ -347,10 +344,10 @@ def main(argv: list[str] | None = None) -> dict:
         timing = time_pipelines(out / f"single_frame-seed{seeds[0]}", out / f"{tag}-seed{seeds[0]}",
                                 2 if args.quick else args.rounds)  # fmt: skip
     manifest = json.loads((Path(root) / "manifest.json").read_text())
-    families = manifest["options"].get("families") or "all"
+    families = " ".join(manifest["options"].get("families") or ["all"])
     header = (
         f"Data: `{root}` (occluders and motion blur, {manifest['fps']:g} fps, motion families "
-        f"{families if families == 'all' else ' '.join(families)}); encoder `{args.ckpt or 'random init'}` "
+        f"{families}); encoder `{args.ckpt or 'random init'}` "
         f"({args.encoder}, lr x {args.encoder_lr_scale}); {first['n_labeled']} labeled of "
         f"{first['n_train_frames']} training frames ({len(first['labeled_videos'])} videos); "
         f"test: {first['n_test_frames']} frames; {first['steps']} steps; clips of "

@@ -81,12 +81,13 @@ def warp_precision(model, codec, clips, flows: dict, score) -> dict[str, dict]:
     fine = HeatmapCodec(size, stride=1, sigma=codec.sigma * codec.stride)
     c = frames
     ones = torch.ones_like(clips.visibility)
-    rows = {}
-    for name, flow in flows.items():
-        for grid in ("grid", "grid x2", "crop"):
-            cod = fine if grid == "crop" else codec
-            maps = torch.stack([cod.encode(clips.keypoints[:, k], ones[:, k])["heatmaps"]
-                                for k in range(2 * frames + 1)], 1)  # fmt: skip
+    rows, grids = {}, ("grid", "grid x2", "crop")
+    for grid in grids:  # the true heatmaps are encoded once per grid
+        cod = fine if grid == "crop" else codec
+        truth = torch.stack([cod.encode(clips.keypoints[:, k], ones[:, k])["heatmaps"]
+                             for k in range(2 * frames + 1)], 1)  # fmt: skip
+        for name, flow in flows.items():
+            maps = truth
             if flow is not None and grid == "crop":
                 maps = torch.stack([warp(maps[:, k], flow[:, k].float())[0]
                                     for k in range(2 * frames + 1)], 1)  # fmt: skip
@@ -96,10 +97,8 @@ def warp_precision(model, codec, clips, flows: dict, score) -> dict[str, dict]:
                 maps = align.align(maps, flow.float())[0]
             per_k = [score(cod.decode({"heatmaps": maps[:, k]})[0])
                      for k in range(2 * frames + 1) if k != c]  # fmt: skip
-            rows[f"true heatmaps of a neighbour, {name}, {grid}"] = {
-                key: sum(r[key] for r in per_k) / len(per_k) for key in per_k[0]
-            }
-    return rows
+            rows[name, grid] = {key: sum(r[key] for r in per_k) / len(per_k) for key in per_k[0]}
+    return {f"true heatmaps of a neighbour, {n}, {g}": rows[n, g] for n in flows for g in grids}
 
 
 def evaluate(run_dir: Path, frames: int, step: int) -> dict[str, dict]:

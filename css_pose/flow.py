@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from css_pose.skeleton import BONES
+
 DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
@@ -145,19 +147,17 @@ def skeleton_flow(
     between its two joints' displacements (other - centre), and the bones are blended with
     weights exp(-(d^2 - d_min^2) / (2 sigma^2)) of the pixel's distance d (px) to each bone
     segment. At a joint with no other bone within a few sigma, the flow is that joint's exact
-    displacement, so its heatmap peak warps onto its true place. centre, other: (J, 2) px of the same joints in the two crops (the skeleton of
-    :mod:`css_pose.skeleton`). It needs every joint's true position in every frame, which real
+    displacement, so its heatmap peak warps onto its true place. centre, other: (J, 2) px of
+    the same joints in the two crops (the skeleton of :mod:`css_pose.skeleton`). It needs every joint's true position in every frame, which real
     video does not have: it measures what perfect alignment would give, not a way to predict.
     """
-    from css_pose.skeleton import BONES
-
     if not (np.isfinite(centre).all() and np.isfinite(other).all()):
         raise ValueError("skeleton flow needs every joint's true position in every clip frame")
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
     grid = np.stack([xs, ys], -1)[..., None, :]  # (S, S, 1, 2)
-    a, b = centre[[p for p, _ in BONES]], centre[[c for _, c in BONES]]  # (E, 2)
-    da, db = (other - centre)[[p for p, _ in BONES]], (other - centre)[[c for _, c in BONES]]
-    ab = b - a
+    parent, child = np.array(BONES).T  # (E,) joint indices of each bone's ends
+    a, ab, motion = centre[parent], centre[child] - centre[parent], other - centre
+    da, db = motion[parent], motion[child]
     u = ((grid - a) * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-6)  # (S, S, E)
     u = np.clip(u, 0.0, 1.0)[..., None]
     dist2 = ((grid - (a + u * ab)) ** 2).sum(-1)

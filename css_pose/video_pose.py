@@ -378,7 +378,7 @@ def frame_stream(model, codec, payload: dict, boxes, device, flip_test: bool):
         return DKDFrames(model, codec, payload, *crop[:4])
     if temporal:
         if temporal["flow_preset"] not in DIS_PRESETS:
-            raise ValueError(f"predict needs a model trained with a DIS flow_preset {DIS_PRESETS}, "
+            raise ValueError(f"predict needs a model trained with a DIS flow_preset {tuple(DIS_PRESETS)}, "
                              f"not {temporal['flow_preset']} (true motion of labelled clips)")  # fmt: skip
         return ClipStream(model, codec, *crop, temporal["step"], temporal["flow_preset"])
     return SingleFrames(model, codec, *crop)

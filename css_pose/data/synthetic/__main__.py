@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
                         help=".npz with keypoints_3d (T, 17, 3) in mm, y up, rendered as person 0")  # fmt: skip
     parser.add_argument("--families", nargs="+", default=None,
                         help="draw the people's actions from these motion families only "
-                        "(default all; e.g. wave arm_circles punch run kick jump jumping_jacks)")  # fmt: skip
+                        "(default all; 'fast': run wave kick arm_circles punch jumping_jacks jump)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     args = parser.parse_args(argv)
     start = time.perf_counter()

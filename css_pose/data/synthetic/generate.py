@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from css_pose.artifacts.atomic import write_json
 from css_pose.data.synthetic.io import load_motion_file
-from css_pose.data.synthetic.motions import check_families
+from css_pose.data.synthetic.motions import resolve_families
 from css_pose.data.synthetic.video import render_video
 
 FORMAT = "css_pose.synthetic/1"
@@ -172,8 +172,7 @@ def generate_dataset(
         ``render_video``. motion: an .npz with ``keypoints_3d`` (T, 17, 3) world mm rendered for
         person 0 of every video (each video with its own look and camera).
     families: draw the generated people's actions from these motion families only (names of
-        ``motions.FAMILIES``; default all). The arm families ("wave", "arm_circles", "punch")
-        with "run", "kick", "jump" and "jumping_jacks" move the limbs fastest.
+        ``motions.FAMILIES``, or ["fast"] for ``motions.FAST_FAMILIES``; default all).
     workers: processes (default: the available cores; 1 renders in this process).
     Splits are by video (70/15/15 by default); every video has its own appearance and motion
     seeds, so splits never share either.
@@ -187,9 +186,7 @@ def generate_dataset(
         motion_sha1 = hashlib.sha1(motion_array.tobytes()).hexdigest()
         frames = len(motion_array) if frames is None else min(frames, len(motion_array))
     frames = 120 if frames is None else frames
-    if families is not None:
-        check_families(families)
-        families = tuple(families)
+    families = resolve_families(families)
 
     options = (float(fps), people, occluders, motion_blur, pan, motion_sha1, families)
     specs = _video_specs(videos, seed, frames, size, val_fraction, test_fraction, options)

@@ -233,6 +233,21 @@ ARM_DOFS = tuple(
 )
 
 
+# The actions whose limbs move fastest (docs/benchmarks.md, issue 16: the fast-motion set).
+FAST_FAMILIES = ("run", "wave", "kick", "arm_circles", "punch", "jumping_jacks", "jump")
+
+
+def resolve_families(names: Sequence[str] | None) -> tuple[str, ...] | None:
+    """Family names as the command lines take them: ["fast"] is ``FAST_FAMILIES``, None or
+    ["all"] every family (None); other names are checked (``check_families``)."""
+    if names is None or list(names) == ["all"]:
+        return None
+    if list(names) == ["fast"]:
+        return FAST_FAMILIES
+    check_families(names)
+    return tuple(names)
+
+
 def check_families(names: Sequence[str]) -> None:
     """ValueError naming the unknown names when ``names`` is empty or not all in FAMILIES."""
     unknown = set(names) - set(FAMILIES)
